@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -482,4 +483,91 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 
 func apiPath(app, sid, rest string) string {
 	return "/v1/apps/" + app + "/sessions/" + sid + rest
+}
+
+// sendOnOffered adds a sending track to the transceiver the SFU offered
+// (after answer() applied the offer) and starts sending on it.
+func (p *peer) sendOnOffered(kind webrtc.RTPCodecType, tag string) *sender {
+	p.t.Helper()
+	codec := webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}
+	if kind == webrtc.RTPCodecTypeVideo {
+		codec = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}
+	}
+	tr, err := webrtc.NewTrackLocalStaticRTP(codec, tag, "stream-"+tag)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	if _, err := p.pc.AddTrack(tr); err != nil {
+		p.t.Fatal(err)
+	}
+	s := &sender{track: tr}
+	s.tag.Store(tag)
+	s.keyOnly.Store(true)
+	p.startSending(s, kind)
+	return s
+}
+
+// applyOffer sets an SFU offer without answering yet.
+func (p *peer) applyOffer(sd *session.SessionDescription) {
+	p.t.Helper()
+	if sd == nil || sd.Type != "offer" {
+		p.t.Fatalf("expected an offer, got %+v", sd)
+	}
+	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sd.SDP}); err != nil {
+		p.t.Fatalf("set offer: %v", err)
+	}
+}
+
+// finishAnswer creates and sets the answer to an applied offer.
+func (p *peer) finishAnswer() *session.SessionDescription {
+	p.t.Helper()
+	a, err := p.pc.CreateAnswer(nil)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	gathered := webrtc.GatheringCompletePromise(p.pc)
+	if err := p.pc.SetLocalDescription(a); err != nil {
+		p.t.Fatal(err)
+	}
+	<-gathered
+	return &session.SessionDescription{Type: "answer", SDP: p.pc.LocalDescription().SDP}
+}
+
+func (e *env) renegotiate(app, secret, sid string, sd *session.SessionDescription) {
+	e.t.Helper()
+	var out map[string]any
+	st, raw := e.call("PUT", apiPath(app, sid, "/renegotiate"), secret, map[string]any{"sessionDescription": sd}, &out)
+	if st != http.StatusOK || len(out) != 0 {
+		e.t.Fatalf("renegotiate: %d %s", st, raw)
+	}
+}
+
+func (e *env) state(app, secret, sid string) session.State {
+	e.t.Helper()
+	var st session.State
+	code, raw := e.call("GET", apiPath(app, sid, ""), secret, nil, &st)
+	if code != http.StatusOK {
+		e.t.Fatalf("GET session: %d %s", code, raw)
+	}
+	return st
+}
+
+func trackStatus(st session.State, location, mid string) string {
+	for _, t := range st.Tracks {
+		if t.Location == location && t.Mid == mid {
+			return t.Status
+		}
+	}
+	return "absent"
+}
+
+// midsOf lists the a=mid values of an SDP in order.
+func midsOf(sdp string) []string {
+	var out []string
+	for _, l := range strings.Split(sdp, "\n") {
+		if m, ok := strings.CutPrefix(strings.TrimSpace(l), "a=mid:"); ok {
+			out = append(out, m)
+		}
+	}
+	return out
 }
