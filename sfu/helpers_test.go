@@ -23,6 +23,7 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/switchboard-rtc/switchboard/sfu"
@@ -309,6 +310,10 @@ type sender struct {
 	keyNext atomic.Bool // next packet is a keyframe
 	paused  atomic.Bool
 	sent    atomic.Int64
+	// rid senders write the mid and rid header extensions themselves, as
+	// browsers do (Pion's sender does not add them).
+	rid string
+	rtp *webrtc.RTPTransceiver
 }
 
 func (p *peer) addTrack(kind webrtc.RTPCodecType, tag string, dir webrtc.RTPTransceiverDirection, rids ...string) (*webrtc.RTPTransceiver, []*sender) {
@@ -326,7 +331,7 @@ func (p *peer) addTrack(kind webrtc.RTPCodecType, tag string, dir webrtc.RTPTran
 		if err != nil {
 			p.t.Fatal(err)
 		}
-		s := &sender{track: tr}
+		s := &sender{track: tr, rid: rid}
 		s.tag.Store(tag + rid)
 		s.keyOnly.Store(true)
 		return s
@@ -348,28 +353,40 @@ func (p *peer) addTrack(kind webrtc.RTPCodecType, tag string, dir webrtc.RTPTran
 			p.t.Fatal(err)
 		}
 	}
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		for {
-			pkts, _, err := t.Sender().ReadRTCP()
-			if err != nil {
-				return
-			}
-			for _, pk := range pkts {
-				if _, ok := pk.(*rtcp.PictureLossIndication); ok {
-					p.plis.Add(1)
-					for _, s := range senders {
-						s.keyNext.Store(true)
-					}
-				}
-			}
-		}
-	}()
+	for _, s := range senders {
+		s.rtp = t
+	}
+	for _, s := range senders {
+		p.wg.Add(1)
+		go p.readRTCP(t, s, senders)
+	}
 	for _, s := range senders {
 		p.startSending(s, kind)
 	}
 	return t, senders
+}
+
+// readRTCP reads one encoding's RTCP; a PLI makes every layer send a keyframe.
+func (p *peer) readRTCP(t *webrtc.RTPTransceiver, s *sender, senders []*sender) {
+	defer p.wg.Done()
+	for {
+		read := t.Sender().ReadRTCP
+		if s.rid != "" {
+			read = func() ([]rtcp.Packet, interceptor.Attributes, error) { return t.Sender().ReadSimulcastRTCP(s.rid) }
+		}
+		pkts, _, err := read()
+		if err != nil {
+			return
+		}
+		for _, pk := range pkts {
+			if _, ok := pk.(*rtcp.PictureLossIndication); ok {
+				p.plis.Add(1)
+				for _, s := range senders {
+					s.keyNext.Store(true)
+				}
+			}
+		}
+	}
 }
 
 func (p *peer) startSending(s *sender, kind webrtc.RTPCodecType) {
@@ -392,6 +409,16 @@ func (p *peer) startSending(s *sender, kind webrtc.RTPCodecType) {
 			key := s.keyOnly.Load() || s.keyNext.Swap(false) || kind == webrtc.RTPCodecTypeAudio
 			pkt := &rtp.Packet{Header: rtp.Header{Version: 2, Marker: true, SequenceNumber: uint16(n), Timestamp: n * 960},
 				Payload: makePayload(s.tag.Load().(string), n, key)}
+			if s.rid != "" {
+				for _, ext := range s.rtp.Sender().GetParameters().HeaderExtensions {
+					switch ext.URI {
+					case sdp.SDESMidURI:
+						_ = pkt.Header.SetExtension(uint8(ext.ID), []byte(s.rtp.Mid()))
+					case sdp.SDESRTPStreamIDURI:
+						_ = pkt.Header.SetExtension(uint8(ext.ID), []byte(s.rid))
+					}
+				}
+			}
 			if err := s.track.WriteRTP(pkt); err == nil {
 				s.sent.Add(1)
 			}
