@@ -1,0 +1,199 @@
+package sfu_test
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/pion/webrtc/v4"
+
+	"github.com/switchboard-rtc/switchboard/sfu/session"
+)
+
+func TestUnauthorizedLooksTheSameForUnknownAppAndBadSecret(t *testing.T) {
+	e := newEnv(t, envOpt{})
+	want := `{"errorCode":"unauthorized","errorDescription":"Authentication failed: the app ID and Bearer secret do not match"}` + "\n"
+	cases := map[string][2]string{
+		"unknown app":             {"00000000000000000000000000000000", secretA},
+		"bad secret":              {appA, "wrong"},
+		"no secret":               {appA, ""},
+		"another app's secret":    {appA, secretB},
+		"path traversal as appId": {"..%2f..%2fetc", secretA},
+	}
+	for name, c := range cases {
+		st, raw := e.call("POST", "/v1/apps/"+c[0]+"/sessions/new", c[1], nil, nil)
+		if st != http.StatusUnauthorized || string(raw) != want {
+			t.Errorf("%s: %d %s", name, st, raw)
+		}
+	}
+	sid := e.newSession(appA, secretA)
+	if st, raw := e.call("GET", apiPath(appA, sid, ""), secretB, nil, nil); st != 401 || string(raw) != want {
+		t.Errorf("session call with another app's secret: %d %s", st, raw)
+	}
+}
+
+func TestAppsCannotSeeEachOthersTracks(t *testing.T) {
+	e := newEnv(t, envOpt{})
+	_, pubSID := publish(t, e, appA, secretA, "private")
+	sid := e.newSession(appB, secretB)
+	r := e.tracksNew(appB, secretB, sid, session.TracksRequest{Tracks: []session.TrackObject{
+		{Location: "remote", SessionID: pubSID, TrackName: "private-audio"},
+	}})
+	want := session.TrackResult{SessionID: pubSID, TrackName: "private-audio", Mid: "", ErrorCode: "not_found_track_error",
+		ErrorDescription: "Track not found on remote peer. Make sure the publisher peer is connected and sending packets for this track"}
+	if r.Tracks[0] != want || r.SessionDescription != nil || r.RequiresImmediateRenegotiation {
+		t.Fatalf("cross-app pull: %+v", r)
+	}
+	// The publisher's session itself is invisible through app B.
+	if st, _ := e.call("GET", apiPath(appB, pubSID, ""), secretB, nil, nil); st != http.StatusGone {
+		t.Fatalf("another app's session: %d", st)
+	}
+}
+
+func TestDecodingErrors(t *testing.T) {
+	e := newEnv(t, envOpt{})
+	sid := e.newSession(appA, secretA)
+	cases := []struct {
+		name, body string
+	}{
+		{"not JSON", "{"},
+		{"wrong type", `{"tracks":"x"}`},
+		{"bad location", `{"tracks":[{"location":"nowhere","trackName":"a"}]}`},
+		{"remote without sessionId", `{"tracks":[{"location":"remote","trackName":"a"}]}`},
+		{"empty body", ""},
+	}
+	for _, c := range cases {
+		st, raw := e.call("POST", apiPath(appA, sid, "/tracks/new"), secretA, c.body, nil)
+		if st != http.StatusBadRequest || !strings.HasPrefix(string(raw), `{"errorCode":"decoding_error","errorDescription":"JSON body validation error`) {
+			t.Errorf("%s: %d %s", c.name, st, raw)
+		}
+	}
+	st, raw := e.call("POST", apiPath(appA, sid, "/tracks/new"), secretA,
+		`{"tracks":[{"location":"remote","sessionId":"x","trackName":"a"},{"location":"local","trackName":"b","mid":"0"}]}`, nil)
+	if st != http.StatusNotAcceptable || !strings.Contains(string(raw), `"errorCode":"invalid_params"`) {
+		t.Errorf("mixed locations: %d %s", st, raw)
+	}
+}
+
+func TestInvalidSessionDescriptions(t *testing.T) {
+	e := newEnv(t, envOpt{})
+	_, pubSID := publish(t, e, appA, secretA, "cam")
+	sid := e.newSession(appA, secretA)
+	expect := func(what string, st int, raw []byte) {
+		t.Helper()
+		if st != http.StatusNotAcceptable || !strings.Contains(string(raw), `"errorCode":"invalid_session_description"`) {
+			t.Errorf("%s: %d %s", what, st, raw)
+		}
+	}
+	st, raw := e.call("POST", apiPath(appA, sid, "/tracks/new"), secretA, map[string]any{
+		"sessionDescription": map[string]string{"type": "offer", "sdp": "this is not sdp"},
+		"tracks":             []map[string]string{{"location": "local", "mid": "0", "trackName": "x"}}}, nil)
+	expect("garbage SDP", st, raw)
+	st, raw = e.call("PUT", apiPath(appA, sid, "/renegotiate"), secretA, map[string]any{
+		"sessionDescription": map[string]string{"type": "answer", "sdp": "v=0\r\n"}}, nil)
+	expect("answer with no offer pending", st, raw)
+
+	// A second mutation while an SFU offer waits for its answer is refused.
+	pull := session.TracksRequest{Tracks: []session.TrackObject{{Location: "remote", SessionID: pubSID, TrackName: "cam-audio"}}}
+	first := e.tracksNew(appA, secretA, sid, pull)
+	if !first.RequiresImmediateRenegotiation {
+		t.Fatalf("first pull: %+v", first)
+	}
+	pull.Tracks[0].TrackName = "cam-video"
+	st, raw = e.call("POST", apiPath(appA, sid, "/tracks/new"), secretA, pull, nil)
+	expect("overlapping tracks/new", st, raw)
+	// The pending exchange still completes.
+	p := newPeer(t)
+	e.renegotiate(appA, secretA, sid, p.answer(first.SessionDescription))
+	p.waitMedia("0", "cam-audio", 5)
+}
+
+func TestUnknownSessionIsGone(t *testing.T) {
+	e := newEnv(t, envOpt{})
+	st, raw := e.call("GET", apiPath(appA, "ffffffffffffffffffffffffffffffff", ""), secretA, nil, nil)
+	if st != http.StatusGone || !strings.Contains(string(raw), `"errorCode":"session_error"`) {
+		t.Fatalf("%d %s", st, raw)
+	}
+}
+
+func TestHTTPConventions(t *testing.T) {
+	e := newEnv(t, envOpt{})
+	t.Run("CORS preflight", func(t *testing.T) {
+		req, _ := http.NewRequest("OPTIONS", e.http.URL+"/v1/apps/"+appA+"/sessions/new", nil)
+		req.Header.Set("Origin", "https://app.example")
+		req.Header.Set("Access-Control-Request-Method", "POST")
+		req.Header.Set("Access-Control-Request-Headers", "authorization,content-type")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		h := resp.Header
+		if resp.StatusCode != 204 || h.Get("Access-Control-Allow-Origin") != "https://app.example" ||
+			!strings.Contains(h.Get("Access-Control-Allow-Headers"), "authorization") ||
+			!strings.Contains(h.Get("Access-Control-Allow-Methods"), "PUT") || h.Get("Vary") != "Origin" {
+			t.Fatalf("preflight: %d %v", resp.StatusCode, h)
+		}
+	})
+	t.Run("JSON in a text/plain body, Vary on answers, 201", func(t *testing.T) {
+		req, _ := http.NewRequest("POST", e.http.URL+"/v1/apps/"+appA+"/sessions/new?thirdparty=false&correlationId=abc&streamDebug&foo=bar",
+			bytes.NewBufferString(`{}`))
+		req.Header.Set("Content-Type", "text/plain;charset=UTF-8")
+		req.Header.Set("Authorization", "Bearer "+secretA)
+		req.Header.Set("Origin", "https://app.example")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 201 || resp.Header.Get("Vary") != "Origin" || resp.Header.Get("Access-Control-Allow-Origin") != "https://app.example" ||
+			!strings.HasPrefix(string(raw), `{"sessionId":"`) {
+			t.Fatalf("%d %v %s", resp.StatusCode, resp.Header, raw)
+		}
+	})
+	t.Run("/apps alias without /v1", func(t *testing.T) {
+		var out struct{ SessionID string }
+		st, raw := e.call("POST", "/apps/"+appA+"/sessions/new", secretA, nil, &out)
+		if st != 201 {
+			t.Fatalf("%d %s", st, raw)
+		}
+		if st, raw := e.call("GET", "/apps/"+appA+"/sessions/"+out.SessionID, secretA, nil, nil); st != 200 {
+			t.Fatalf("%d %s", st, raw)
+		}
+	})
+	t.Run("renegotiate answers {}", func(t *testing.T) {
+		// covered by every pull; here the exact body
+		_, pubSID := publish(t, e, appA, secretA, "r")
+		sid := e.newSession(appA, secretA)
+		r := e.tracksNew(appA, secretA, sid, session.TracksRequest{Tracks: []session.TrackObject{{Location: "remote", SessionID: pubSID, TrackName: "r-audio"}}})
+		p := newPeer(t)
+		st, raw := e.call("PUT", apiPath(appA, sid, "/renegotiate"), secretA, map[string]any{"sessionDescription": p.answer(r.SessionDescription)}, nil)
+		if st != 200 || string(raw) != "{}\n" {
+			t.Fatalf("%d %q", st, raw)
+		}
+	})
+}
+
+// The deprecated flow: sessions/new carrying an offer gets an answer.
+func TestSessionsNewWithOffer(t *testing.T) {
+	e := newEnv(t, envOpt{})
+	p := newPeer(t)
+	if _, err := p.pc.CreateDataChannel("server-events", nil); err != nil {
+		t.Fatal(err)
+	}
+	var out struct {
+		SessionID          string
+		SessionDescription *session.SessionDescription
+	}
+	st, raw := e.call("POST", "/v1/apps/"+appA+"/sessions/new", secretA, map[string]any{"sessionDescription": p.offer()}, &out)
+	if st != 201 || out.SessionDescription == nil || !strings.Contains(out.SessionDescription.SDP, "m=application") {
+		t.Fatalf("%d %s", st, raw)
+	}
+	p.setAnswer(out.SessionDescription)
+	p.waitConnected()
+	waitFor(t, 5e9, "server side connected", func() bool { return e.srv.SessionConnected(appA, out.SessionID) })
+	_ = webrtc.SDPTypeAnswer
+}

@@ -1,0 +1,101 @@
+package sfu_test
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/switchboard-rtc/switchboard/sfu/config"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+func TestHealthReadyAndDrain(t *testing.T) {
+	e := newEnv(t, envOpt{})
+	sid := e.newSession(appA, secretA)
+	for _, p := range []string{"/health", "/ready"} {
+		if st, raw := e.call("GET", p, "", nil, nil); st != 200 {
+			t.Fatalf("%s: %d %s", p, st, raw)
+		}
+	}
+	e.srv.Drain()
+	if st, raw := e.call("GET", "/ready", "", nil, nil); st != 503 || !strings.Contains(string(raw), `"ready":false`) {
+		t.Fatalf("ready while draining: %d %s", st, raw)
+	}
+	if st, _ := e.call("GET", "/health", "", nil, nil); st != 200 {
+		t.Fatal("health must stay up while draining")
+	}
+	if st, raw := e.call("POST", "/v1/apps/"+appA+"/sessions/new", secretA, nil, nil); st != 503 || !strings.Contains(string(raw), "temporarily_unavailable_error") {
+		t.Fatalf("new session while draining: %d %s", st, raw)
+	}
+	if st, _ := e.call("GET", apiPath(appA, sid, ""), secretA, nil, nil); st != 200 {
+		t.Fatal("existing sessions keep working while draining")
+	}
+}
+
+func TestMetricsShowSessionsAndTracksPerApp(t *testing.T) {
+	e := newEnv(t, envOpt{})
+	_, pubSID := publish(t, e, appA, secretA, "m")
+	pull(t, e, appA, secretA, pubSID, "m")
+	resp, err := http.Get(e.http.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	body := string(raw)
+	for _, want := range []string{
+		`switchboard_sessions{app="` + appA + `"} 2`,
+		`switchboard_sessions{app="` + appB + `"} 0`,
+		`switchboard_tracks{app="` + appA + `",location="local"} 2`,
+		`switchboard_tracks{app="` + appA + `",location="remote"} 2`,
+		`switchboard_api_requests_total{app="` + appA + `",code="201"} 2`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("missing %q in\n%s", want, body)
+		}
+	}
+	if strings.Contains(body, pubSID) {
+		t.Error("metrics must not be labelled by session")
+	}
+}
+
+func TestSetConfigAppliesAppsLive(t *testing.T) {
+	e := newEnv(t, envOpt{})
+	sidB := e.newSession(appB, secretB)
+	const appC, secretC = "cccccccccccccccccccccccccccccccc", "secret-of-app-c-0123456789abcdef0123"
+	if st, _ := e.call("POST", "/v1/apps/"+appC+"/sessions/new", secretC, nil, nil); st != 401 {
+		t.Fatalf("app C before config: %d", st)
+	}
+	cfg := testConfig(func(a *config.App) { a.QuotaExceeded = true })
+	cfg.Apps[1] = config.App{ID: appC, Name: "default/c", SecretSHA256: hashHex(secretC)} // B removed, C added
+	if err := e.srv.SetConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if st, raw := e.call("POST", "/v1/apps/"+appC+"/sessions/new", secretC, nil, nil); st != 201 {
+		t.Fatalf("added app: %d %s", st, raw)
+	}
+	if st, _ := e.call("POST", "/v1/apps/"+appB+"/sessions/new", secretB, nil, nil); st != 401 {
+		t.Fatalf("removed app: %d", st)
+	}
+	if n := e.srv.Stats()[appB].Sessions; n != 0 {
+		t.Fatalf("sessions of a removed app must close, %d left (%s)", n, sidB)
+	}
+	st, raw := e.call("POST", "/v1/apps/"+appA+"/sessions/new", secretA, nil, nil)
+	if st != http.StatusForbidden || !strings.Contains(string(raw), `"errorCode":"quota_exceeded"`) {
+		t.Fatalf("quota exceeded: %d %s", st, raw)
+	}
+	bad := testConfig()
+	bad.Apps[0].ID = "not-hex"
+	if err := e.srv.SetConfig(bad); err == nil {
+		t.Fatal("an invalid config must be rejected")
+	}
+	if st, _ := e.call("POST", "/v1/apps/"+appC+"/sessions/new", secretC, nil, nil); st != 201 {
+		t.Fatal("the last good config stays in force")
+	}
+}
