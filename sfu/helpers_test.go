@@ -171,7 +171,6 @@ type peer struct {
 
 	mu       sync.Mutex
 	received map[string]*recvStats // by mid
-	local    []*webrtc.TrackLocalStaticRTP
 	stop     chan struct{}
 	wg       sync.WaitGroup
 	plis     atomic.Int64

@@ -63,11 +63,10 @@ type Track struct {
 	now    func() time.Time
 	family atomic.Uint32
 
-	mu       sync.Mutex
-	codec    webrtc.RTPCodecCapability
-	layers   []*layer // by index; index is stable once added
-	closed   bool
-	watchers []func()
+	mu     sync.Mutex
+	codec  webrtc.RTPCodecCapability
+	layers []*layer // by index; index is stable once added
+	closed bool
 
 	downs atomic.Pointer[[]*DownTrack]
 	// lastPacket is the unix-nano time of the newest packet on any layer.
@@ -164,19 +163,6 @@ func (t *Track) Receiving() bool {
 
 // Stats returns inbound packet and byte counts.
 func (t *Track) Stats() (packets, bytes uint64) { return t.packetsIn.Load(), t.bytesIn.Load() }
-
-// OnLayersChanged registers fn to run when the set of receiving layers
-// changes; used by down tracks to re-pick their layer.
-func (t *Track) layerIndex(rid string) int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for _, l := range t.layers {
-		if l.rid == rid {
-			return l.idx
-		}
-	}
-	return -1
-}
 
 // AddLayer starts reading one received layer (rid "" when not simulcast).
 // The read loop ends when r fails; it returns immediately after starting it.

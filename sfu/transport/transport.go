@@ -122,7 +122,13 @@ func (t *Transport) newAPI(lite, loopback bool, advertise []string) (*webrtc.API
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetIncludeLoopbackCandidate(loopback)
 	if len(advertise) > 0 {
-		se.SetNAT1To1IPs(advertise, webrtc.ICECandidateTypeHost)
+		// Host candidates carry the advertised addresses instead of the
+		// pod's own (NAT 1:1: node IP in HostNetwork, pod IP in Direct).
+		if err := se.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{
+			External: advertise, AsCandidateType: webrtc.ICECandidateTypeHost, Mode: webrtc.ICEAddressRewriteReplace,
+		}); err != nil {
+			return nil, fmt.Errorf("transport: advertised addresses: %w", err)
+		}
 	}
 	se.SetSRTPProtectionProfiles(
 		dtls.SRTP_AEAD_AES_128_GCM,
