@@ -197,3 +197,41 @@ func TestSessionsNewWithOffer(t *testing.T) {
 	waitFor(t, 5e9, "server side connected", func() bool { return e.srv.SessionConnected(appA, out.SessionID) })
 	_ = webrtc.SDPTypeAnswer
 }
+
+// Hostile SDP never crashes the server or yields a 5xx (checklist SDP-01/02).
+func TestHostileSDPIsRefusedWith4xx(t *testing.T) {
+	e := newEnv(t, envOpt{})
+	valid := newPeer(t)
+	valid.addTrack(webrtc.RTPCodecTypeAudio, "v", webrtc.RTPTransceiverDirectionSendonly)
+	good := valid.offer().SDP
+	hostile := map[string]string{
+		"empty lines":           "\r\n\r\n",
+		"no fingerprint":        strings.ReplaceAll(good, "a=fingerprint:", "a=x-fingerprint:"),
+		"no ice credentials":    strings.ReplaceAll(strings.ReplaceAll(good, "a=ice-ufrag:", "a=x:"), "a=ice-pwd:", "a=y:"),
+		"many m-sections":       good + strings.Repeat("m=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:x\r\n", 300),
+		"many candidates":       good + strings.Repeat("a=candidate:1 1 udp 1 169.254.169.254 9 typ host\r\n", 300),
+		"truncated":             good[:len(good)/3],
+		"binary":                "v=0\r\n\x00\xff\xfe m=\x01",
+		"huge attribute":        good + "a=" + strings.Repeat("z", 100000) + "\r\n",
+		"bad rtpmap":            strings.Replace(good, "a=rtpmap:111 opus/48000/2", "a=rtpmap:111 opus/notanumber/x", 1),
+		"duplicate mids":        strings.Replace(good, "a=mid:0", "a=mid:0\r\na=mid:0", 1),
+		"setup active in offer": strings.ReplaceAll(good, "a=setup:actpass", "a=setup:active"),
+		"port 0 everything":     strings.ReplaceAll(good, "m=audio 9 ", "m=audio 0 "),
+	}
+	for name, sdp := range hostile {
+		sid := e.newSession(appA, secretA)
+		st, raw := e.call("POST", apiPath(appA, sid, "/tracks/new"), secretA, map[string]any{
+			"sessionDescription": map[string]string{"type": "offer", "sdp": sdp},
+			"tracks":             []map[string]string{{"location": "local", "mid": "0", "trackName": "x"}}}, nil)
+		if st >= 500 {
+			t.Errorf("%s: %d %.200s", name, st, raw)
+		}
+		st, raw = e.call("POST", "/v1/apps/"+appA+"/sessions/new", secretA, map[string]any{
+			"sessionDescription": map[string]string{"type": "offer", "sdp": sdp}}, nil)
+		if st >= 500 {
+			t.Errorf("sessions/new %s: %d %.200s", name, st, raw)
+		}
+	}
+	// Still serving.
+	publish(t, e, appA, secretA, "after")
+}

@@ -192,3 +192,14 @@ func (s *Server) Close() error {
 	s.sessions.Close()
 	return s.tr.Close()
 }
+
+// Usage returns monotonic RTP byte counts per app ID on this node (egress =
+// bytes sent to subscribers, ingress = bytes received from publishers);
+// sfu/usage turns them into reports.
+func (s *Server) Usage() map[string]session.Usage {
+	out := map[string]session.Usage{}
+	for k, v := range s.sessions.Usage() {
+		out[string(k)] = v
+	}
+	return out
+}

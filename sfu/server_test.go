@@ -99,3 +99,26 @@ func TestSetConfigAppliesAppsLive(t *testing.T) {
 		t.Fatal("the last good config stays in force")
 	}
 }
+
+func TestUsageCountsEgressAndSurvivesSessionEnd(t *testing.T) {
+	e := newEnv(t, envOpt{fakeClock: true})
+	_, pubSID := publish(t, e, appA, secretA, "u")
+	sub, subSID := pull(t, e, appA, secretA, pubSID, "u")
+	sub.waitMedia("1", "u-video", 20)
+	u := e.srv.Usage()[appA]
+	// Each forwarded payload here is over 150 bytes.
+	if u.EgressBytes < 20*150 || u.IngressBytes < u.EgressBytes/2 {
+		t.Fatalf("usage after 20 packets: %+v", u)
+	}
+	if b := e.srv.Usage()[appB]; b.EgressBytes != 0 {
+		t.Fatalf("app B has no traffic: %+v", b)
+	}
+	sub.close()
+	waitFor(t, 15e9, "subscriber disconnected", func() bool { return !e.srv.SessionConnected(appA, subSID) })
+	e.clock.Advance(31e9)
+	e.srv.Sweep()
+	after := e.srv.Usage()[appA]
+	if after.EgressBytes < u.EgressBytes {
+		t.Fatalf("usage went down when the session ended: %+v then %+v", u, after)
+	}
+}

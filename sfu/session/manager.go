@@ -36,6 +36,7 @@ type Manager struct {
 
 	mu       sync.Mutex
 	sessions map[SessionID]*Session
+	retired  map[AppID]Usage
 	closed   bool
 
 	stop chan struct{}
@@ -53,7 +54,7 @@ func NewManager(cfg Config) *Manager {
 	if cfg.NewSessionID == nil {
 		cfg.NewSessionID = func() SessionID { return SessionID(RandomHex(16)) }
 	}
-	m := &Manager{cfg: cfg, log: cfg.Logger, clock: cfg.Clock, sessions: map[SessionID]*Session{},
+	m := &Manager{cfg: cfg, log: cfg.Logger, clock: cfg.Clock, sessions: map[SessionID]*Session{}, retired: map[AppID]Usage{},
 		stop: make(chan struct{}), done: make(chan struct{})}
 	every := cfg.SweepEvery
 	if every == 0 {
@@ -179,12 +180,44 @@ func (m *Manager) snapshot() []*Session {
 	return out
 }
 
-func (m *Manager) remove(s *Session) {
+// Usage is monotonic media byte counts of an app on this node: RTP bytes
+// written to subscribers (egress, after SRTP) and received from publishers
+// (ingress). They only grow while the process lives.
+type Usage struct {
+	EgressBytes, IngressBytes uint64
+}
+
+// retire removes a closed session and keeps its final counts.
+func (m *Manager) retire(s *Session, u Usage) {
 	m.mu.Lock()
-	if m.sessions[s.ID] == s {
-		delete(m.sessions, s.ID)
+	defer m.mu.Unlock()
+	if m.sessions[s.ID] != s {
+		return
+	}
+	delete(m.sessions, s.ID)
+	r := m.retired[s.App]
+	r.EgressBytes += u.EgressBytes
+	r.IngressBytes += u.IngressBytes
+	m.retired[s.App] = r
+}
+
+// Usage returns monotonic byte counts per app (closed plus live sessions).
+func (m *Manager) Usage() map[AppID]Usage {
+	live := m.snapshot()
+	out := map[AppID]Usage{}
+	m.mu.Lock()
+	for app, u := range m.retired {
+		out[app] = u
 	}
 	m.mu.Unlock()
+	for _, s := range live {
+		_, _, e, i := s.counts()
+		u := out[s.App]
+		u.EgressBytes += e
+		u.IngressBytes += i
+		out[s.App] = u
+	}
+	return out
 }
 
 // Sweep expires sessions past their reconnect window, closes sessions of

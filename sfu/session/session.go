@@ -116,6 +116,7 @@ func (s *Session) ensurePC() (*webrtc.PeerConnection, bool, error) {
 	}
 	pc.OnConnectionStateChange(s.onConnectionState)
 	pc.OnTrack(func(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) { s.onTrack(pc, t, r) })
+	s.setupDataChannels(pc)
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -320,12 +321,14 @@ func (s *Session) Close() {
 	for _, sub := range subs {
 		sub.dt.Close()
 	}
+	s.closeDataChannels()
 	if pc != nil {
 		if err := pc.Close(); err != nil {
 			s.log.Debug("close peer connection", "err", err)
 		}
 	}
-	s.m.remove(s)
+	_, _, egress, ingress := s.counts()
+	s.m.retire(s, Usage{EgressBytes: egress, IngressBytes: ingress})
 }
 
 // collectIdle closes publications without inbound packets for timeout.
@@ -351,13 +354,15 @@ func (s *Session) collectIdle(now time.Time, timeout time.Duration) {
 func (s *Session) counts() (pubs, subs int, egress, ingress uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	counted := map[*forward.DownTrack]bool{}
 	for _, p := range s.locals {
 		if !p.closed {
 			pubs++
 		}
 		_, b := p.track.Stats()
 		ingress += b
-		if p.bidi != nil {
+		if p.bidi != nil && !counted[p.bidi] {
+			counted[p.bidi] = true
 			_, e := p.bidi.Stats()
 			egress += e
 		}
@@ -366,7 +371,8 @@ func (s *Session) counts() (pubs, subs int, egress, ingress uint64) {
 		if !sub.closed && sub.dt.Source() != nil {
 			subs++
 		}
-		if sub.pub == nil || sub.dt != sub.pub.bidi {
+		if !counted[sub.dt] {
+			counted[sub.dt] = true
 			_, e := sub.dt.Stats()
 			egress += e
 		}
@@ -400,5 +406,6 @@ func (s *Session) State() State {
 		st.Tracks = append(st.Tracks, TrackState{Location: LocationRemote, Mid: sub.mid, TrackName: string(sub.name),
 			SessionID: string(sub.pubSID), Status: status})
 	}
+	st.DataChannels = append(st.DataChannels, s.dataChannelStates()...)
 	return st
 }

@@ -61,6 +61,9 @@ func checkDesc(sd *SessionDescription, want string) error {
 	if strings.TrimSpace(sd.SDP) == "" {
 		return errSDP("Session description has no SDP", ErrBadDescription)
 	}
+	if err := transport.CheckSDP(sd.SDP); err != nil {
+		return errSDP("Session description has too many sections, candidates or lines", err)
+	}
 	return nil
 }
 
