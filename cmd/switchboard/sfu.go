@@ -120,6 +120,8 @@ func advertiseIPs(flagValue string, exposure config.Exposure) []string {
 func watchConfig(ctx context.Context, log *slog.Logger, path string, last []byte, every time.Duration, udpPort int, srv *sfu.Server) {
 	t := time.NewTicker(every)
 	defer t.Stop()
+	var bad []byte // last rejected content, to warn once per change
+	unreadable := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -127,15 +129,21 @@ func watchConfig(ctx context.Context, log *slog.Logger, path string, last []byte
 		case <-t.C:
 		}
 		raw, err := os.ReadFile(path)
-		if err != nil || bytes.Equal(raw, last) {
-			if err != nil {
+		if err != nil {
+			if !unreadable {
 				log.Warn("config unreadable; keeping the last one", "err", err)
 			}
+			unreadable = true
+			continue
+		}
+		unreadable = false
+		if bytes.Equal(raw, last) || bytes.Equal(raw, bad) {
 			continue
 		}
 		cfg, err := config.Parse(raw)
 		if err != nil {
 			log.Warn("config invalid; keeping the last one", "err", err)
+			bad = raw
 			continue
 		}
 		if udpPort != 0 {
