@@ -185,7 +185,10 @@ type recvStats struct {
 	mime    string
 }
 
-func newPeer(t *testing.T) *peer {
+func newPeer(t *testing.T) *peer { return newPeerWith(t, nil) }
+
+// newPeerWith lets a test change the peer's settings (e.g. ICE-lite).
+func newPeerWith(t *testing.T, tune func(*webrtc.SettingEngine)) *peer {
 	t.Helper()
 	m, err := transport.MediaEngine()
 	if err != nil {
@@ -200,6 +203,9 @@ func newPeer(t *testing.T) *peer {
 	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	if tune != nil {
+		tune(&se)
+	}
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
 	pc, err := api.NewPeerConnection(webrtc.Configuration{BundlePolicy: webrtc.BundlePolicyMaxBundle})
 	if err != nil {

@@ -130,7 +130,9 @@ func TestPushWithSFUOfferBidirectionalAndHashMidPull(t *testing.T) {
 	e := newEnv(t, envOpt{})
 	_, userSID := publish(t, e, appA, secretA, "user")
 
-	ai := newPeer(t)
+	// The third party is an ICE-lite server (like OpenAI's): the SFU must
+	// run full ICE and send the connectivity checks itself.
+	ai := newPeerWith(t, func(se *webrtc.SettingEngine) { se.SetLite(true) })
 	var created struct {
 		SessionID string `json:"sessionId"`
 	}
@@ -310,4 +312,32 @@ func TestGetSessionState(t *testing.T) {
 	if code != http.StatusOK || string(body) != "{\"tracks\":[],\"dataChannels\":[]}\n" {
 		t.Fatalf("fresh session: %d %s", code, body)
 	}
+}
+
+// renegotiate also takes an endpoint offer (e.g. an ICE restart) and
+// answers it; media keeps flowing.
+func TestRenegotiateAnswersAClientOffer(t *testing.T) {
+	e := newEnv(t, envOpt{})
+	_, pubSID := publish(t, e, appA, secretA, "cam")
+	sub, sid := pull(t, e, appA, secretA, pubSID, "cam")
+	sub.waitMedia("1", "cam-video", 5)
+	o, err := sub.pc.CreateOffer(&webrtc.OfferOptions{ICERestart: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gathered := webrtc.GatheringCompletePromise(sub.pc)
+	if err := sub.pc.SetLocalDescription(o); err != nil {
+		t.Fatal(err)
+	}
+	<-gathered
+	var out struct {
+		SessionDescription *session.SessionDescription `json:"sessionDescription"`
+	}
+	st, raw := e.call("PUT", apiPath(appA, sid, "/renegotiate"), secretA,
+		map[string]any{"sessionDescription": session.SessionDescription{Type: "offer", SDP: sub.pc.LocalDescription().SDP}}, &out)
+	if st != 200 || out.SessionDescription == nil || out.SessionDescription.Type != "answer" {
+		t.Fatalf("renegotiate with an offer: %d %s", st, raw)
+	}
+	sub.setAnswer(out.SessionDescription)
+	sub.waitMedia("1", "cam-video", sub.count("1", "cam-video")+20)
 }

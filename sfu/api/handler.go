@@ -162,6 +162,12 @@ func (h *Handler) app(next appHandler) http.HandlerFunc {
 func (h *Handler) sess(limited bool, next sessHandler) http.HandlerFunc {
 	return h.app(func(w http.ResponseWriter, r *http.Request, a *app) {
 		id := session.SessionID(r.PathValue("sessionId"))
+		s, err := h.sessions.Get(session.AppID(a.cfg.ID), id)
+		if err != nil {
+			h.fail(w, a.cfg.ID, err)
+			return
+		}
+		// Only live sessions get a quota window, so made-up IDs cannot grow it.
 		if limited && !h.limiter.allow(id, a.cfg.Sessions.CallsPerSecond) {
 			h.metrics.rateLimited.WithLabelValues(a.cfg.ID, "session").Inc()
 			h.metrics.request(a.cfg.ID, http.StatusTooManyRequests)
@@ -170,11 +176,6 @@ func (h *Handler) sess(limited bool, next sessHandler) http.HandlerFunc {
 				"success": false, "error": "Command rate limited", "errorCode": "rate_limited",
 				"errorDescription": fmt.Sprintf("More than %d calls per second on this session", a.cfg.Sessions.CallsPerSecond),
 			})
-			return
-		}
-		s, err := h.sessions.Get(session.AppID(a.cfg.ID), id)
-		if err != nil {
-			h.fail(w, a.cfg.ID, err)
 			return
 		}
 		next(w, r, a, s)
