@@ -176,6 +176,7 @@ func TestSessionExpiresAfterReconnectWindow(t *testing.T) {
 	e := newEnv(t, envOpt{fakeClock: true})
 	pub, sid := publish(t, e, appA, secretA, "gone")
 	unused := e.newSession(appA, secretA)
+	waitFor(t, 15*time.Second, "server side connected", func() bool { return e.srv.SessionConnected(appA, sid) })
 	pub.close()
 	waitFor(t, 15*time.Second, "server to see the connection drop", func() bool { return !e.srv.SessionConnected(appA, sid) })
 	e.clock.Advance(29 * time.Second)

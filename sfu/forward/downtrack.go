@@ -63,6 +63,11 @@ type DownTrack struct {
 	waitReq  int64 // last keyframe request while waiting to switch
 	hdr      rtp.Header
 	closed   bool
+	gen      uint32 // bumped on every source change
+	sent     *sentLog
+	rtxBuf   []byte
+	rtxHdr   rtp.Header
+	rtxOut   rtp.Header
 
 	packetsOut atomic.Uint64
 	bytesOut   atomic.Uint64
@@ -173,6 +178,7 @@ func (d *DownTrack) SetSource(src *Track) error {
 	d.src = src
 	d.cur, d.target = -1, -1
 	d.resync = true
+	d.gen++
 	d.mu.Unlock()
 	if old != nil && old != src {
 		old.detach(d)
@@ -375,6 +381,13 @@ func (d *DownTrack) forward(idx int, in *rtp.Header, payload []byte, keyframe bo
 	h.ExtensionProfile = 0
 	h.Extensions = h.Extensions[:0]
 	h.PaddingSize = 0
+	if d.kind == webrtc.RTPCodecTypeVideo {
+		if d.sent == nil {
+			d.sent = &sentLog{}
+		}
+		e := &d.sent[int(seq)%sentSlots]
+		*e = sentEntry{outSeq: seq, inSeq: in.SequenceNumber, layer: int8(idx), valid: true, gen: d.gen, tsOff: d.tsOff}
+	}
 	n, err := d.writer.WriteRTP(h, payload)
 	d.mu.Unlock()
 	if err == nil {
@@ -402,7 +415,14 @@ func (d *DownTrack) ServeRTCP(r RTCPReader) {
 			return
 		}
 		for _, p := range pkts {
-			switch p.(type) {
+			switch p := p.(type) {
+			case *rtcp.TransportLayerNack:
+				for _, pair := range p.Nacks {
+					pair.Range(func(seq uint16) bool {
+						d.resend(seq)
+						return true
+					})
+				}
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 				d.mu.Lock()
 				src, cur := d.src, d.cur
@@ -424,5 +444,50 @@ func (d *DownTrack) Close() {
 	d.mu.Unlock()
 	if src != nil {
 		src.detach(d)
+	}
+}
+
+// resend answers a NACK for outSeq from the source layer's ring.
+func (d *DownTrack) resend(outSeq uint16) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.sent == nil || !d.bound || d.writer == nil || d.src == nil {
+		return
+	}
+	e := &d.sent[int(outSeq)%sentSlots]
+	if !e.valid || e.outSeq != outSeq || e.gen != d.gen || e.resends >= maxResends {
+		return
+	}
+	ring := d.src.layerRing(int(e.layer))
+	if ring == nil {
+		return
+	}
+	if d.rtxBuf == nil {
+		d.rtxBuf = make([]byte, slotBytes)
+	}
+	n := ring.get(e.inSeq, d.rtxBuf)
+	if n == 0 {
+		return
+	}
+	pkt := d.rtxBuf[:n]
+	hl, err := d.rtxHdr.Unmarshal(pkt)
+	if err != nil || hl > n {
+		return
+	}
+	payload := pkt[hl:]
+	if d.rtxHdr.Padding && len(payload) > 0 {
+		pad := int(payload[len(payload)-1])
+		if pad == 0 || pad > len(payload) {
+			return
+		}
+		payload = payload[:len(payload)-pad]
+	}
+	e.resends++
+	h := &d.rtxOut
+	*h = rtp.Header{Version: 2, Marker: d.rtxHdr.Marker, PayloadType: d.pt, SequenceNumber: outSeq,
+		Timestamp: d.rtxHdr.Timestamp + e.tsOff, SSRC: d.ssrc, Extensions: h.Extensions[:0]}
+	if n, err := d.writer.WriteRTP(h, payload); err == nil {
+		d.packetsOut.Add(1)
+		d.bytesOut.Add(uint64(n))
 	}
 }

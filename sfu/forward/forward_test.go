@@ -2,9 +2,11 @@ package forward
 
 import (
 	"bytes"
+	"io"
 	"testing"
 
 	"github.com/pion/interceptor"
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 )
@@ -240,4 +242,43 @@ func itoa(n int) string {
 		b = append([]byte{byte('0' + n%10)}, b...)
 	}
 	return string(b)
+}
+
+// rtcpFeed yields queued RTCP batches, then fails.
+type rtcpFeed struct{ batches [][]rtcp.Packet }
+
+func (f *rtcpFeed) ReadRTCP() ([]rtcp.Packet, interceptor.Attributes, error) {
+	if len(f.batches) == 0 {
+		return nil, nil, io.EOF
+	}
+	b := f.batches[0]
+	f.batches = f.batches[1:]
+	return b, nil, nil
+}
+
+func TestNackIsAnsweredFromTheSharedRing(t *testing.T) {
+	w := &captureWriter{keep: true}
+	d := bound(t, w, 77)
+	tr := NewTrack(TrackConfig{Kind: webrtc.RTPCodecTypeVideo, Codec: vp8})
+	i := tr.EnsureLayer("")
+	_ = d.SetSource(tr)
+	for seq := uint16(10); seq < 20; seq++ {
+		tr.Ingest(i, packet(t, 1, seq, uint32(seq)*100, true, byte(seq)))
+	}
+	lost := w.headers[3] // pretend the subscriber lost the 4th packet
+	nack := &rtcp.TransportLayerNack{MediaSSRC: 77, Nacks: rtcp.NackPairsFromSequenceNumbers([]uint16{lost.SequenceNumber, lost.SequenceNumber + 500})}
+	// The same NACK four times: at most three resends of one packet.
+	d.ServeRTCP(&rtcpFeed{batches: [][]rtcp.Packet{{nack}, {nack}, {nack}, {nack}}})
+	resent := w.headers[10:]
+	if len(resent) != maxResends {
+		t.Fatalf("resent %d packets, want %d (one per NACK, capped)", len(resent), maxResends)
+	}
+	for k, h := range resent {
+		if h.SequenceNumber != lost.SequenceNumber || h.Timestamp != lost.Timestamp || h.SSRC != 77 || h.PayloadType != 120 {
+			t.Fatalf("resend %d: %+v, want the header of %+v", k, h, lost)
+		}
+		if !bytes.Equal(w.payload[10+k], w.payload[3]) {
+			t.Fatalf("resend %d payload differs", k)
+		}
+	}
 }

@@ -114,7 +114,9 @@ func (s *Session) ensurePC() (*webrtc.PeerConnection, bool, error) {
 	if err != nil {
 		return nil, false, errInternal(err)
 	}
-	pc.OnConnectionStateChange(s.onConnectionState)
+	// Pion runs each state handler in its own goroutine, so they can arrive
+	// out of order: read the current state instead of the reported one.
+	pc.OnConnectionStateChange(func(webrtc.PeerConnectionState) { s.onConnectionState(pc) })
 	pc.OnTrack(func(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) { s.onTrack(pc, t, r) })
 	s.setupDataChannels(pc)
 	s.mu.Lock()
@@ -136,10 +138,11 @@ func (s *Session) peerConnection() *webrtc.PeerConnection {
 	return s.pc
 }
 
-func (s *Session) onConnectionState(st webrtc.PeerConnectionState) {
+func (s *Session) onConnectionState(pc *webrtc.PeerConnection) {
 	now := s.m.clock.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	st := pc.ConnectionState()
 	s.log.Debug("connection state", "state", st.String())
 	switch st {
 	case webrtc.PeerConnectionStateConnected:

@@ -13,6 +13,7 @@ import (
 	"github.com/pion/dtls/v3"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
@@ -109,9 +110,17 @@ func (t *Transport) newAPI(lite, loopback bool, advertise []string) (*webrtc.API
 		return nil, err
 	}
 	ir := &interceptor.Registry{}
-	if err := webrtc.ConfigureNack(m, ir); err != nil {
-		return nil, fmt.Errorf("transport: nack: %w", err)
+	// NACKs toward publishers come from Pion's generator. NACKs from
+	// subscribers are answered by sfu/forward from one shared copy of each
+	// received packet; Pion's responder would copy (and allocate) every
+	// packet for every subscriber.
+	gen, err := nack.NewGeneratorInterceptor()
+	if err != nil {
+		return nil, fmt.Errorf("transport: nack generator: %w", err)
 	}
+	ir.Add(gen)
+	m.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack"}, webrtc.RTPCodecTypeVideo)
+	m.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack", Parameter: "pli"}, webrtc.RTPCodecTypeVideo)
 	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
 		return nil, fmt.Errorf("transport: rtcp reports: %w", err)
 	}
