@@ -124,12 +124,21 @@ func (t *Transport) newAPI(lite, loopback bool, advertise []string) (*webrtc.API
 	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
 		return nil, fmt.Errorf("transport: rtcp reports: %w", err)
 	}
+	// Transport-wide congestion control feedback lets publishers (Chrome)
+	// estimate their uplink and raise their bitrate.
+	if err := webrtc.ConfigureTWCCSender(m, ir); err != nil {
+		return nil, fmt.Errorf("transport: twcc: %w", err)
+	}
 	se := webrtc.SettingEngine{}
 	se.SetLite(lite)
 	se.SetICEUDPMux(t.mux)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6})
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetIncludeLoopbackCandidate(loopback)
+	// Only a full-ICE (thirdparty) session sends connectivity checks; never
+	// toward link-local (cloud metadata), multicast or unspecified addresses,
+	// nor loopback unless the node itself is on loopback (dev and tests).
+	se.SetRemoteIPFilter(func(ip net.IP) bool { return RemoteAllowed(ip, loopback) })
 	if len(advertise) > 0 {
 		// Host candidates carry the advertised addresses instead of the
 		// pod's own (NAT 1:1: node IP in HostNetwork, pod IP in Direct).
@@ -185,6 +194,17 @@ func (t *Transport) Close() error {
 		err = cerr
 	}
 	return err
+}
+
+// RemoteAllowed reports whether the SFU may send ICE checks to ip.
+func RemoteAllowed(ip net.IP, allowLoopback bool) bool {
+	switch {
+	case ip == nil, ip.IsUnspecified(), ip.IsMulticast(), ip.IsLinkLocalUnicast(), ip.IsLinkLocalMulticast(), ip.IsInterfaceLocalMulticast():
+		return false
+	case ip.IsLoopback():
+		return allowLoopback
+	}
+	return true
 }
 
 // MediaSection describes one m-section of a negotiated description.
