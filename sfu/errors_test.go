@@ -112,6 +112,9 @@ func TestInvalidSessionDescriptions(t *testing.T) {
 
 func TestUnknownSessionIsGone(t *testing.T) {
 	e := newEnv(t, envOpt{})
+	if st, raw := e.call("DELETE", "/v1/apps/"+appA+"/sessions/x", secretA, nil, nil); st != 404 || !strings.HasPrefix(string(raw), `{"errorCode":"not_found"`) {
+		t.Fatalf("unknown endpoint: %d %s", st, raw)
+	}
 	st, raw := e.call("GET", apiPath(appA, "ffffffffffffffffffffffffffffffff", ""), secretA, nil, nil)
 	if st != http.StatusGone || !strings.Contains(string(raw), `"errorCode":"session_error"`) {
 		t.Fatalf("%d %s", st, raw)

@@ -105,6 +105,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
+	if _, pattern := h.mux.Handler(r); pattern == "" {
+		// Unknown path or method: still a JSON body, as clients always parse one.
+		writeJSON(w, http.StatusNotFound, errorBody{ErrorCode: session.CodeNotFound,
+			ErrorDescription: r.Method + " " + r.URL.Path + " is not an endpoint of this API"})
+		return
+	}
 	h.mux.ServeHTTP(w, r)
 }
 

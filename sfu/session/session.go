@@ -334,6 +334,48 @@ func (s *Session) Close() {
 	s.m.retire(s, Usage{EgressBytes: egress, IngressBytes: ingress})
 }
 
+// maxClosedKept bounds how many closed tracks a session keeps listing as
+// inactive in GET session.
+const maxClosedKept = 256
+
+// pruneClosed forgets the oldest closed tracks past maxClosedKept. s.mu held.
+func (s *Session) pruneClosed() {
+	closedSubs := 0
+	for _, sub := range s.subs {
+		if sub.closed {
+			closedSubs++
+		}
+	}
+	if closedSubs > maxClosedKept {
+		kept := s.subs[:0]
+		for _, sub := range s.subs {
+			if sub.closed && closedSubs > maxClosedKept {
+				closedSubs--
+				continue
+			}
+			kept = append(kept, sub)
+		}
+		s.subs = kept
+	}
+	closedPubs := 0
+	for _, p := range s.locals {
+		if p.closed {
+			closedPubs++
+		}
+	}
+	if closedPubs > maxClosedKept {
+		kept := s.locals[:0]
+		for _, p := range s.locals {
+			if p.closed && closedPubs > maxClosedKept {
+				closedPubs--
+				continue
+			}
+			kept = append(kept, p)
+		}
+		s.locals = kept
+	}
+}
+
 // collectIdle closes publications without inbound packets for timeout.
 func (s *Session) collectIdle(now time.Time, timeout time.Duration) {
 	s.mu.Lock()
@@ -347,6 +389,7 @@ func (s *Session) collectIdle(now time.Time, timeout time.Duration) {
 			idle = append(idle, p)
 		}
 	}
+	s.pruneClosed()
 	s.mu.Unlock()
 	for _, p := range idle {
 		s.log.Info("track collected after inactivity", "track", string(p.name), "timeout", timeout)

@@ -624,6 +624,7 @@ func (s *Session) closeMid(mid string) bool {
 			subs = append(subs, sub)
 		}
 	}
+	s.pruneClosed()
 	s.mu.Unlock()
 	for _, p := range pubs {
 		p.track.Close()
