@@ -153,11 +153,13 @@ func (s *Session) withClientOffer(req TracksRequest, local bool) (*TracksRespons
 	answer, err := pc.CreateAnswer(nil)
 	if err != nil {
 		s.dropNew(newPubs, newSubs)
+		rollback(pc)
 		return nil, errSDP("Cannot answer the session description", err)
 	}
 	sd, err := setLocal(pc, answer)
 	if err != nil {
 		s.dropNew(newPubs, newSubs)
+		rollback(pc)
 		return nil, errInternal(err)
 	}
 	s.resolveCodecs(sd.SDP)
@@ -546,10 +548,12 @@ func (s *Session) answerOffer(sd SessionDescription) (*SessionDescription, error
 	}
 	answer, err := pc.CreateAnswer(nil)
 	if err != nil {
+		rollback(pc)
 		return nil, errSDP("Cannot answer the session description", err)
 	}
 	out, err := setLocal(pc, answer)
 	if err != nil {
+		rollback(pc)
 		return nil, errInternal(err)
 	}
 	if out.SDP, err = transport.RejectLikeOffer(sd.SDP, out.SDP); err != nil {
@@ -717,4 +721,12 @@ func contains(xs []string, x string) bool {
 		}
 	}
 	return false
+}
+
+// rollback returns the session to stable after an offer it could not
+// answer, so the next exchange can proceed.
+func rollback(pc *webrtc.PeerConnection) {
+	if pc.SignalingState() == webrtc.SignalingStateHaveRemoteOffer {
+		_ = pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeRollback})
+	}
 }
