@@ -68,7 +68,7 @@ func New(cfg Config) (*Transport, error) {
 	}
 	t := &Transport{
 		conn:    cfg.Conn,
-		mux:     webrtc.NewICEUDPMux(nil, cfg.Conn),
+		mux:     webrtc.NewICEUDPMux(pionLogs{log: log}.NewLogger("icemux"), cfg.Conn),
 		cert:    *cert,
 		log:     log,
 		udpAddr: cfg.Conn.LocalAddr(),
@@ -129,7 +129,7 @@ func (t *Transport) newAPI(lite, loopback bool, advertise []string) (*webrtc.API
 	if err := webrtc.ConfigureTWCCSender(m, ir); err != nil {
 		return nil, fmt.Errorf("transport: twcc: %w", err)
 	}
-	se := webrtc.SettingEngine{}
+	se := webrtc.SettingEngine{LoggerFactory: pionLogs{log: t.log}}
 	se.SetLite(lite)
 	se.SetICEUDPMux(t.mux)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6})
