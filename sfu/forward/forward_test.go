@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"testing"
+	"time"
 
 	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
@@ -280,5 +281,46 @@ func TestNackIsAnsweredFromTheSharedRing(t *testing.T) {
 		if !bytes.Equal(w.payload[10+k], w.payload[3]) {
 			t.Fatalf("resend %d payload differs", k)
 		}
+	}
+}
+
+func TestPriorityOrderingStepsDownUnderLossAndBackUp(t *testing.T) {
+	d := bound(t, &captureWriter{}, 9)
+	tr := NewTrack(TrackConfig{Kind: webrtc.RTPCodecTypeVideo, Codec: vp8, Rids: []string{"a", "b", "c"}})
+	_ = d.SetSource(tr)
+	for _, rid := range []string{"a", "b", "c"} {
+		tr.Ingest(tr.EnsureLayer(rid), packet(t, 1, 1, 1, true, 1))
+	}
+	target := func() string { _, tg := d.Layer(); return tg }
+	d.SetPreferences(Preferences{PreferredRid: "a", PriorityOrdering: OrderAsciibetical})
+	if target() != "a" {
+		t.Fatalf("start: %q", target())
+	}
+	sec := int64(time.Second)
+	now := time.Now().UnixNano()
+	d.onLoss(9, 60, now)
+	d.onLoss(9, 60, now+1*sec)
+	if target() != "a" {
+		t.Fatal("one second of loss must not step down yet")
+	}
+	d.onLoss(9, 60, now+2*sec)
+	if target() != "b" {
+		t.Fatalf("after 2 s of 23%% loss: %q", target())
+	}
+	d.onLoss(9, 60, now+5*sec)
+	if target() != "c" {
+		t.Fatalf("still lossy: %q", target())
+	}
+	d.onLoss(9, 0, now+6*sec)
+	d.onLoss(9, 0, now+16*sec)
+	if target() != "b" {
+		t.Fatalf("after 10 s clean: %q", target())
+	}
+	// With priorityOrdering none the preferred layer is kept whatever the loss.
+	d.SetPreferences(Preferences{PreferredRid: "a", PriorityOrdering: OrderNone})
+	d.onLoss(9, 200, now+20*sec)
+	d.onLoss(9, 200, now+30*sec)
+	if target() != "a" {
+		t.Fatalf("priorityOrdering none: %q", target())
 	}
 }
