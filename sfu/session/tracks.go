@@ -81,10 +81,8 @@ func (s *Session) NewTracks(req TracksRequest, lim Limits) (*TracksResponse, err
 	if err := checkDesc(req.SessionDescription, "offer"); err != nil {
 		return nil, err
 	}
-	if len(req.Tracks) == 0 && !(req.AutoDiscover && req.SessionDescription != nil) {
-		if req.SessionDescription == nil {
-			return nil, errParams("No tracks and no session description", ErrInvalidTrackObj)
-		}
+	if len(req.Tracks) == 0 && req.SessionDescription == nil {
+		return nil, errParams("No tracks and no session description", ErrInvalidTrackObj)
 	}
 	s.mu.Lock()
 	pending := s.pending
