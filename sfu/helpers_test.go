@@ -66,6 +66,7 @@ type envOpt struct {
 	fakeClock bool
 	maxBody   int64
 	maxSDP    int
+	hooks     sfu.Hooks
 }
 
 func testLogger() *slog.Logger {
@@ -83,7 +84,7 @@ func newEnv(t testing.TB, o envOpt) *env {
 	}
 	e := &env{t: t}
 	opts := sfu.Options{Config: o.cfg, UDPAddr: "127.0.0.1:0", AdvertiseIPs: []string{"127.0.0.1"},
-		Logger: testLogger(), MaxBodyBytes: o.maxBody, MaxSDPBytes: o.maxSDP}
+		Logger: testLogger(), MaxBodyBytes: o.maxBody, MaxSDPBytes: o.maxSDP, Hooks: o.hooks}
 	if o.fakeClock {
 		e.clock = clock.NewFake(time.Date(2026, 11, 23, 20, 0, 0, 0, time.UTC))
 		opts.Clock = e.clock

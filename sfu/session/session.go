@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -44,6 +45,7 @@ type Session struct {
 	subs          []*subscription            // every subscription, for GET
 	closed        bool
 	done          chan struct{}
+	remote        netip.AddrPort // client address told to OnRemoteAddr
 }
 
 // publication is a track this session publishes (location "local").
@@ -118,6 +120,11 @@ func (s *Session) ensurePC() (*webrtc.PeerConnection, bool, error) {
 	// out of order: read the current state instead of the reported one.
 	pc.OnConnectionStateChange(func(webrtc.PeerConnectionState) { s.onConnectionState(pc) })
 	pc.OnTrack(func(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) { s.onTrack(pc, t, r) })
+	if s.m.cfg.OnRemoteAddr != nil {
+		pc.SCTP().Transport().ICETransport().OnSelectedCandidatePairChange(func(p *webrtc.ICECandidatePair) {
+			s.setRemote(p)
+		})
+	}
 	s.setupDataChannels(pc)
 	s.mu.Lock()
 	if s.closed {
@@ -128,6 +135,30 @@ func (s *Session) ensurePC() (*webrtc.PeerConnection, bool, error) {
 	s.pc = pc
 	s.mu.Unlock()
 	return pc, true, nil
+}
+
+// setRemote reports the newly selected client address (and drops the old).
+func (s *Session) setRemote(p *webrtc.ICECandidatePair) {
+	if p == nil || p.Remote == nil {
+		return
+	}
+	ip, err := netip.ParseAddr(p.Remote.Address)
+	if err != nil {
+		return
+	}
+	addr := netip.AddrPortFrom(ip.Unmap(), p.Remote.Port)
+	s.mu.Lock()
+	old := s.remote
+	if s.closed || old == addr {
+		s.mu.Unlock()
+		return
+	}
+	s.remote = addr
+	s.mu.Unlock()
+	if old.IsValid() {
+		s.m.cfg.OnRemoteAddr(s.App, old, false)
+	}
+	s.m.cfg.OnRemoteAddr(s.App, addr, true)
 }
 
 // PeerConnection returns the session's PeerConnection (nil before the first
@@ -332,6 +363,13 @@ func (s *Session) Close() {
 	}
 	_, _, egress, ingress := s.counts()
 	s.m.retire(s, Usage{EgressBytes: egress, IngressBytes: ingress})
+	s.mu.Lock()
+	remote := s.remote
+	s.remote = netip.AddrPort{}
+	s.mu.Unlock()
+	if remote.IsValid() && s.m.cfg.OnRemoteAddr != nil {
+		s.m.cfg.OnRemoteAddr(s.App, remote, false)
+	}
 }
 
 // maxClosedKept bounds how many closed tracks a session keeps listing as
