@@ -53,7 +53,10 @@ func New(cfg Config) (*Transport, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	if uc, ok := cfg.Conn.(*net.UDPConn); ok {
+	if uc, ok := cfg.Conn.(interface {
+		SetReadBuffer(int) error
+		SetWriteBuffer(int) error
+	}); ok {
 		// Bursts from many publishers overflow the default 208 KB buffer.
 		_ = uc.SetReadBuffer(4 << 20)
 		_ = uc.SetWriteBuffer(4 << 20)
