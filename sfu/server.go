@@ -225,3 +225,12 @@ func (s *Server) Usage() map[string]session.Usage {
 	}
 	return out
 }
+
+// SessionIDs lists the live sessions of an app on this node.
+func (s *Server) SessionIDs(appID string) []string {
+	var out []string
+	for _, id := range s.sessions.IDs(session.AppID(appID)) {
+		out = append(out, string(id))
+	}
+	return out
+}

@@ -273,3 +273,16 @@ func (m *Manager) Close() {
 	}
 	wg.Wait()
 }
+
+// IDs lists the live sessions of app.
+func (m *Manager) IDs(app AppID) []SessionID {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []SessionID
+	for id, s := range m.sessions {
+		if s.App == app {
+			out = append(out, id)
+		}
+	}
+	return out
+}

@@ -466,7 +466,6 @@ func (s *Session) counts() (pubs, subs int, egress, ingress uint64) {
 
 // State is GET session: every track this session published or pulled.
 func (s *Session) State() State {
-	s.touch()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := State{Tracks: []TrackState{}, DataChannels: []DataChannelState{}}
