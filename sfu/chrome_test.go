@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -92,8 +91,58 @@ const sleep = (ms) => new Promise(r => setTimeout(r, ms));
 })();
 </script></body></html>`
 
-func TestChromeSimulcastFollowsPreferredRid(t *testing.T) {
+// runChromePage serves page (with %s placeholders for the app ID and
+// secret) next to the API, opens it in headless chromium and decodes what
+// the page POSTs to /result into out.
+func runChromePage(t *testing.T, e *env, page string, out any) {
+	t.Helper()
 	bin := chromium(t)
+	got := make(chan []byte, 1)
+	mux := http.NewServeMux()
+	mux.Handle("/v1/", e.srv.Handler())
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintf(w, page, appA, secretA)
+	})
+	mux.HandleFunc("POST /result", func(w http.ResponseWriter, r *http.Request) {
+		raw, _ := io.ReadAll(r.Body)
+		select {
+		case got <- raw:
+		default:
+		}
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+		"--no-default-browser-check", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+		"--disable-extensions", "--disable-dev-shm-usage", "--mute-audio", "--user-data-dir="+t.TempDir(),
+		"--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream", "--allow-loopback-in-peer-connection",
+		"--autoplay-policy=no-user-gesture-required",
+		"--disable-features=MediaRouter,DialMediaRouteProvider,WebRtcHideLocalIpsWithMdns,Translate,OptimizationHints",
+		"--remote-debugging-port=0", srv.URL)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	var log strings.Builder
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	defer func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // chromium and its helpers, all started here
+		_ = cmd.Wait()
+	}()
+	select {
+	case raw := <-got:
+		if err := json.Unmarshal(raw, out); err != nil {
+			t.Fatalf("page reported %q: %v", raw, err)
+		}
+	case <-ctx.Done():
+		t.Fatalf("no result from the page within 90 s; chromium said:\n%s", log.String())
+	}
+}
+
+func TestChromeSimulcastFollowsPreferredRid(t *testing.T) {
 	e := newEnv(t, envOpt{})
 	type step struct {
 		Rid    string
@@ -104,49 +153,7 @@ func TestChromeSimulcastFollowsPreferredRid(t *testing.T) {
 		Steps []step
 		Error string
 	}
-	got := make(chan struct{})
-	var once sync.Once
-	mux := http.NewServeMux()
-	mux.Handle("/v1/", e.srv.Handler())
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprintf(w, simulcastPage, appA, secretA)
-	})
-	mux.HandleFunc("POST /result", func(w http.ResponseWriter, r *http.Request) {
-		raw, _ := io.ReadAll(r.Body)
-		once.Do(func() {
-			if err := json.Unmarshal(raw, &result); err != nil {
-				result.Error = "bad report: " + string(raw)
-			}
-			close(got)
-		})
-	})
-	page := httptest.NewServer(mux)
-	defer page.Close()
-
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-		"--no-default-browser-check", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--disable-extensions", "--disable-dev-shm-usage", "--mute-audio", "--user-data-dir="+t.TempDir(),
-		"--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream", "--allow-loopback-in-peer-connection",
-		"--autoplay-policy=no-user-gesture-required",
-		"--disable-features=MediaRouter,DialMediaRouteProvider,WebRtcHideLocalIpsWithMdns,Translate,OptimizationHints",
-		"--remote-debugging-port=0", page.URL)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
-	defer func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // chromium and its helpers, all started here
-		_ = cmd.Wait()
-	}()
-	select {
-	case <-got:
-	case <-ctx.Done():
-		t.Fatalf("no result from the page within 90 s; chromium said:\n%s", out.String())
-	}
+	runChromePage(t, e, simulcastPage, &result)
 	if result.Error != "" || len(result.Steps) != 4 {
 		t.Fatalf("page: %+v", result)
 	}
@@ -160,4 +167,104 @@ func TestChromeSimulcastFollowsPreferredRid(t *testing.T) {
 		prev = s.Frames
 	}
 	t.Logf("decoded widths per preferredRid: %+v", result.Steps)
+}
+
+// partytracksPage uses one PeerConnection for everything, as partytracks
+// does: publish microphone and camera, pull both back on the same session,
+// then close the pulled video and the published camera the partytracks way
+// (transceiver.stop(), then tracks/close with force:false and the offer,
+// then setRemoteDescription of the answer, which must not throw).
+const partytracksPage = `<!doctype html><html><body><script>
+const base = location.origin + "/v1/apps/%s";
+const H = {Authorization: "Bearer %s"};
+const api = async (method, path, body) => (await fetch(base + path, {method, headers: H, body: body ? JSON.stringify(body) : undefined})).json();
+const sleep = (ms) => new Promise(r => setTimeout(r, ms));
+(async () => {
+  const log = {};
+  try {
+    const media = await navigator.mediaDevices.getUserMedia({audio: true, video: true});
+    const pc = new RTCPeerConnection();
+    const ta = pc.addTransceiver(media.getAudioTracks()[0], {direction: "sendonly"});
+    const tv = pc.addTransceiver(media.getVideoTracks()[0], {direction: "sendonly"});
+    await pc.setLocalDescription(await pc.createOffer());
+    const sid = (await api("POST", "/sessions/new")).sessionId;
+    const r1 = await api("POST", "/sessions/" + sid + "/tracks/new", {sessionDescription: pc.localDescription,
+      tracks: [{location: "local", mid: ta.mid, trackName: "mic"}, {location: "local", mid: tv.mid, trackName: "cam"}]});
+    await pc.setRemoteDescription(r1.sessionDescription);
+    const r2 = await api("POST", "/sessions/" + sid + "/tracks/new", {tracks: [
+      {location: "remote", sessionId: sid, trackName: "mic"}, {location: "remote", sessionId: sid, trackName: "cam"}]});
+    await pc.setRemoteDescription(r2.sessionDescription);
+    await pc.setLocalDescription(await pc.createAnswer());
+    await api("PUT", "/sessions/" + sid + "/renegotiate", {sessionDescription: pc.localDescription});
+    log.mids = r2.tracks.map(t => t.mid);
+    const inbound = async (kind) => {
+      let v = {};
+      (await pc.getStats()).forEach(x => { if (x.type === "inbound-rtp" && x.kind === kind) v = x; });
+      return v;
+    };
+    for (let i = 0; i < 60 && !((await inbound("video")).framesDecoded > 5); i++) await sleep(250);
+    log.framesBefore = (await inbound("video")).framesDecoded || 0;
+
+    const pulledVideo = pc.getTransceivers().find(t => t.mid === r2.tracks[1].mid);
+    const pulledMid = pulledVideo.mid;
+    pulledVideo.stop();
+    await pc.setLocalDescription(await pc.createOffer());
+    const r3 = await api("PUT", "/sessions/" + sid + "/tracks/close", {tracks: [{mid: pulledMid}], force: false, sessionDescription: pc.localDescription});
+    await pc.setRemoteDescription(r3.sessionDescription);
+    log.closePulled = r3.tracks;
+
+    const camMid = tv.mid;
+    tv.stop();
+    await pc.setLocalDescription(await pc.createOffer());
+    const r4 = await api("PUT", "/sessions/" + sid + "/tracks/close", {tracks: [{mid: camMid}], force: false, sessionDescription: pc.localDescription});
+    await pc.setRemoteDescription(r4.sessionDescription);
+    log.closeCam = r4.tracks;
+
+    const a1 = (await inbound("audio")).packetsReceived || 0;
+    await sleep(1000);
+    log.audioPackets = ((await inbound("audio")).packetsReceived || 0) - a1;
+    log.state = await api("GET", "/sessions/" + sid);
+    log.signaling = pc.signalingState;
+  } catch (e) { log.error = String(e); }
+  await fetch("/result", {method: "POST", body: JSON.stringify(log)});
+})();
+</script></body></html>`
+
+func TestChromeOnePeerConnectionPublishesPullsAndClosesLikePartytracks(t *testing.T) {
+	e := newEnv(t, envOpt{})
+	var r struct {
+		Error        string
+		Mids         []string
+		FramesBefore int
+		ClosePulled  []map[string]string
+		CloseCam     []map[string]string
+		AudioPackets int
+		State        struct {
+			Tracks []map[string]string
+		}
+		Signaling string
+	}
+	runChromePage(t, e, partytracksPage, &r)
+	if r.Error != "" {
+		t.Fatalf("page failed: %+v", r)
+	}
+	if strings.Join(r.Mids, ",") != "2,3" || r.FramesBefore <= 5 {
+		t.Fatalf("pull of own tracks: mids %v, %d frames decoded", r.Mids, r.FramesBefore)
+	}
+	if len(r.ClosePulled) != 1 || r.ClosePulled[0]["errorCode"] != "" || len(r.CloseCam) != 1 || r.CloseCam[0]["errorCode"] != "" {
+		t.Fatalf("close results: %v %v", r.ClosePulled, r.CloseCam)
+	}
+	if r.AudioPackets < 20 || r.Signaling != "stable" {
+		t.Fatalf("after closing video: %d audio packets in 1 s, signaling %s", r.AudioPackets, r.Signaling)
+	}
+	status := map[string]string{}
+	for _, tr := range r.State.Tracks {
+		status[tr["location"]+" "+tr["trackName"]] = tr["status"]
+	}
+	want := map[string]string{"local mic": "active", "local cam": "inactive", "remote mic": "active", "remote cam": "inactive"}
+	for k, v := range want {
+		if status[k] != v {
+			t.Fatalf("GET session: %v, want %v", status, want)
+		}
+	}
 }
