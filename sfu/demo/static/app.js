@@ -122,6 +122,7 @@
   function setPhase(p) {
     demo.phase = p;
     $('phase').textContent = p;
+    $('phase').className = `phase ${p}`;
   }
 
   function showError(el, msg) {
@@ -193,6 +194,7 @@
       demo.dcError = String(e && e.message ? e.message : e);
       showError($('dcError'), demo.dcError);
       $('dcState').textContent = 'unavailable';
+      $('dcState').className = 'phase failed';
     }
   }
 
@@ -232,6 +234,7 @@
     await Promise.all([opened(publisherChannel, 'publisher channel'), opened(subscriberChannel, 'subscriber channel')]);
     demo.dcOpen = true;
     $('dcState').textContent = 'open';
+    $('dcState').className = 'phase live';
     $('dcText').disabled = false;
     $('dcSend').disabled = false;
 
@@ -285,27 +288,29 @@
   }
 
   async function render(pc, sessionId, dl, inbound) {
-    dl.replaceChildren();
-    row(dl, 'session', sessionId ? sessionId.slice(0, 12) + '…' : '–');
-    row(dl, 'ICE', pc ? pc.iceConnectionState : '–');
-    if (!pc) return;
-    const stats = await pc.getStats();
-    const want = inbound ? 'inbound-rtp' : 'outbound-rtp';
     let video, audio;
-    stats.forEach((s) => {
-      if (s.type !== want) return;
-      if (s.kind === 'video') video = s;
-      if (s.kind === 'audio') audio = s;
-    });
+    if (pc) {
+      const want = inbound ? 'inbound-rtp' : 'outbound-rtp';
+      (await pc.getStats()).forEach((s) => {
+        if (s.type !== want) return;
+        if (s.kind === 'video') video = s;
+        if (s.kind === 'audio') audio = s;
+      });
+    }
+    const size = video && video.frameWidth ? `${video.frameWidth}×${video.frameHeight} @ ${video.framesPerSecond ?? 0} fps` : '–';
+    dl.replaceChildren();
+    row(dl, 'session', sessionId || '–');
+    row(dl, 'ICE', pc ? pc.iceConnectionState : '–');
     if (inbound) {
       row(dl, 'frames decoded', video ? String(video.framesDecoded ?? 0) : '–');
-      row(dl, 'video', video && video.frameWidth ? `${video.frameWidth}×${video.frameHeight} @ ${video.framesPerSecond ?? 0} fps` : '–');
+      row(dl, 'video', size);
       row(dl, 'received', `${kb(video && video.bytesReceived)} video · ${kb(audio && audio.bytesReceived)} audio`);
-      row(dl, 'packets lost', video ? String(video.packetsLost ?? 0) : '–');
+      row(dl, 'jitter', video && video.jitter !== undefined ? `${(video.jitter * 1000).toFixed(0)} ms` : '–');
     } else {
       row(dl, 'frames encoded', video ? String(video.framesEncoded ?? 0) : '–');
-      row(dl, 'video', video && video.frameWidth ? `${video.frameWidth}×${video.frameHeight} @ ${video.framesPerSecond ?? 0} fps` : '–');
+      row(dl, 'video', size);
       row(dl, 'sent', `${kb(video && video.bytesSent)} video · ${kb(audio && audio.bytesSent)} audio`);
+      row(dl, 'tracks', pc ? 'microphone, camera' : '–');
     }
   }
 
