@@ -13,6 +13,8 @@ import (
 
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
+
+	"github.com/switchboard-rtc/switchboard/api/v1alpha1"
 )
 
 // callsAppDoc is one CallsApp document found in the --apps directory, not
@@ -86,4 +88,17 @@ func callsAppsInFile(path string) ([]callsAppDoc, error) {
 		}
 		docs = append(docs, callsAppDoc{Source: fmt.Sprintf("%s#%d", path, n), Data: doc})
 	}
+}
+
+// decodeCallsApp decodes one CallsApp document strictly, so a misspelt
+// field fails at start rather than being silently ignored.
+func decodeCallsApp(d callsAppDoc) (*v1alpha1.CallsApp, error) {
+	var app v1alpha1.CallsApp
+	if err := yaml.UnmarshalStrict(d.Data, &app); err != nil {
+		return nil, fmt.Errorf("%s: %w", d.Source, err)
+	}
+	if app.Name == "" {
+		return nil, fmt.Errorf("%s: CallsApp has no metadata.name", d.Source)
+	}
+	return &app, nil
 }

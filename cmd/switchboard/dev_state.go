@@ -2,49 +2,31 @@ package main
 
 import (
 	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
+
+	"github.com/switchboard-rtc/switchboard/controllers/render"
 )
 
 // devStateFile is the file in --state-dir that keeps the generated
 // credentials of every app, so IDs and secrets survive restarts.
 const devStateFile = "apps.json"
 
-// devCreds are the generated credentials of one app in dev mode: what the
-// operator keeps in the app's Secret in a cluster.
-type devCreds struct {
-	AppID     string `json:"appId"`
-	Secret    string `json:"secret"`
-	TURNKeyID string `json:"turnKeyId"`
-	// TURNToken is the bearer token of the TURN credentials API.
-	TURNToken string `json:"turnToken"`
-	// TURNHMACSecret signs the ephemeral TURN credentials.
-	TURNHMACSecret string `json:"turnHMACSecret"`
-}
-
-var hex32 = regexp.MustCompile(`^[0-9a-f]{32}$`)
-
-func (c devCreds) valid() bool {
-	return hex32.MatchString(c.AppID) && len(c.Secret) >= 32 && hex32.MatchString(c.TURNKeyID) &&
-		len(c.TURNToken) >= 32 && len(c.TURNHMACSecret) >= 32
-}
-
-// devState maps an app's "namespace/name" to its credentials.
+// devState maps an app's "namespace/name" to its credentials, each stored
+// under the same keys as the app's credentials Secret in a cluster.
 type devState struct {
 	path    string
-	Apps    map[string]devCreds `json:"apps"`
+	Apps    map[string]map[string]string `json:"apps"`
 	changed bool
 }
 
 // openDevState reads dir/apps.json, or starts empty when it does not exist.
 func openDevState(dir string) (*devState, error) {
-	s := &devState{path: filepath.Join(dir, devStateFile), Apps: map[string]devCreds{}}
+	s := &devState{path: filepath.Join(dir, devStateFile), Apps: map[string]map[string]string{}}
 	data, err := os.ReadFile(s.path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return s, nil
@@ -56,22 +38,32 @@ func openDevState(dir string) (*devState, error) {
 		return nil, fmt.Errorf("read dev state %s: %w (delete it to start over)", s.path, err)
 	}
 	if s.Apps == nil {
-		s.Apps = map[string]devCreds{}
+		s.Apps = map[string]map[string]string{}
 	}
 	return s, nil
 }
 
-// creds returns the app's credentials, generating and remembering new ones
-// for an app seen for the first time (or whose stored ones are damaged).
-func (s *devState) creds(app string) devCreds {
-	if c, ok := s.Apps[app]; ok && c.valid() {
-		return c
+// creds returns the app's credentials. Missing or damaged ones are generated
+// and remembered, as the operator fills an app's Secret; present ones never
+// change. The TURN key is always generated so it is there when TURN is.
+func (s *devState) creds(app string) (render.AppCredentials, error) {
+	data := map[string][]byte{}
+	for k, v := range s.Apps[app] {
+		data[k] = []byte(v)
 	}
-	c := devCreds{AppID: randomHex(16), Secret: randomHex(32), TURNKeyID: randomHex(16),
-		TURNToken: randomHex(32), TURNHMACSecret: randomHex(32)}
-	s.Apps[app] = c
-	s.changed = true
-	return c
+	c, generated, err := render.FillCredentials(render.CredentialsFromSecretData(data), rand.Reader, true)
+	if err != nil {
+		return c, fmt.Errorf("credentials of %s: %w", app, err)
+	}
+	if generated {
+		stored := map[string]string{}
+		for k, v := range c.SecretData() {
+			stored[k] = string(v)
+		}
+		s.Apps[app] = stored
+		s.changed = true
+	}
+	return c, nil
 }
 
 // save writes the state when something was generated. The file holds
@@ -96,12 +88,4 @@ func (s *devState) save() error {
 	}
 	s.changed = false
 	return nil
-}
-
-// randomHex returns n random bytes as lowercase hex. crypto/rand.Read never
-// fails on the platforms Go supports.
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }

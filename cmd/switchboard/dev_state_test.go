@@ -3,9 +3,14 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/switchboard-rtc/switchboard/controllers/render"
 )
+
+var hex32 = regexp.MustCompile(`^[0-9a-f]{32}$`)
 
 func TestDevCredentialsSurviveARestart(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "state")
@@ -13,12 +18,20 @@ func TestDevCredentialsSurviveARestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	first := s.creds("default/demo")
-	other := s.creds("team/other")
-	if !first.valid() || !other.valid() {
-		t.Fatalf("generated credentials are not valid: %+v %+v", first, other)
+	first, err := s.creds("default/demo")
+	if err != nil {
+		t.Fatal(err)
 	}
-	if first.AppID == other.AppID || first.Secret == other.Secret {
+	other, err := s.creds("team/other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []render.AppCredentials{first, other} {
+		if !hex32.MatchString(c.AppID) || len(c.AppSecret) != 64 || !c.HasTURNKey() {
+			t.Fatalf("generated credentials incomplete: app ID %q, secret length %d, TURN key %v", c.AppID, len(c.AppSecret), c.HasTURNKey())
+		}
+	}
+	if first.AppID == other.AppID || first.AppSecret == other.AppSecret {
 		t.Fatal("two apps got the same ID or secret")
 	}
 	if err := s.save(); err != nil {
@@ -36,11 +49,25 @@ func TestDevCredentialsSurviveARestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := again.creds("default/demo"); got != first {
-		t.Errorf("after restart: %+v, want %+v", got, first)
+	if got, err := again.creds("default/demo"); err != nil || got != first {
+		t.Errorf("after restart: %v, credentials changed: %v", err, got != first)
 	}
 	if again.changed {
 		t.Error("reading known apps marked the state changed")
+	}
+}
+
+func TestDevStateRepairsADamagedEntryButKeepsTheRest(t *testing.T) {
+	dir := t.TempDir()
+	s, _ := openDevState(dir)
+	c, _ := s.creds("default/demo")
+	s.Apps["default/demo"]["appSecret"] = "short"
+	repaired, err := s.creds("default/demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if repaired.AppID != c.AppID || repaired.AppSecret == c.AppSecret || len(repaired.AppSecret) != 64 {
+		t.Errorf("repair: app ID kept %v, new 64-hex secret %v", repaired.AppID == c.AppID, len(repaired.AppSecret) == 64 && repaired.AppSecret != c.AppSecret)
 	}
 }
 

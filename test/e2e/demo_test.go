@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -49,16 +48,41 @@ func repoRoot(t *testing.T) string {
 	return root
 }
 
-// buildSwitchboard builds the binary under test into a temporary directory.
+var (
+	buildOnce sync.Once
+	binDir    string
+	binPath   string
+	buildErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		_ = os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// buildSwitchboard builds the binary under test once per test run.
 func buildSwitchboard(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "switchboard")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/switchboard")
-	cmd.Dir = repoRoot(t)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/switchboard: %v\n%s", err, out)
+	root := repoRoot(t)
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "switchboard-e2e-")
+		if buildErr != nil {
+			return
+		}
+		binPath = filepath.Join(binDir, "switchboard")
+		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/switchboard")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build ./cmd/switchboard: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
 	}
-	return bin
+	return binPath
 }
 
 // devServer is a running `switchboard dev` process.
@@ -73,6 +97,9 @@ type devServer struct {
 }
 
 func (d *devServer) output() string {
+	if d == nil {
+		return "(external server)"
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.logs.String()
@@ -211,8 +238,8 @@ func readState(ctx context.Context) (pageState, error) {
 	return chromedp.Run(ctx, chromedp.Evaluate[pageState](readStateJS, chromedp.EvalAwaitPromise))
 }
 
-// waitState polls the page until ok returns true or the timeout passes, and
-// returns the last state read.
+// waitState polls the page until ok returns true, the page reports that it
+// failed, or the timeout passes, and returns the last state read.
 func waitState(ctx context.Context, timeout time.Duration, ok func(pageState) bool) (pageState, bool) {
 	deadline := time.Now().Add(timeout)
 	var last pageState
@@ -222,6 +249,9 @@ func waitState(ctx context.Context, timeout time.Duration, ok func(pageState) bo
 			last = s
 			if ok(s) {
 				return s, true
+			}
+			if s.Phase == "failed" {
+				return s, false
 			}
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
@@ -233,8 +263,14 @@ func waitState(ctx context.Context, timeout time.Duration, ok func(pageState) bo
 
 func TestDemoPagePublishesPullsAndEchoes(t *testing.T) {
 	requireChromium(t)
-	bin := buildSwitchboard(t)
-	dev := startDev(t, bin, t.TempDir())
+	var dev *devServer
+	demoURL := os.Getenv("SWITCHBOARD_E2E_DEMO_URL")
+	if demoURL == "" {
+		dev = startDev(t, buildSwitchboard(t), t.TempDir())
+		demoURL = dev.demoURL
+	} else {
+		t.Logf("SWITCHBOARD_E2E_DEMO_URL: testing the demo page at %s", demoURL)
+	}
 
 	root, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -245,8 +281,8 @@ func TestDemoPagePublishesPullsAndEchoes(t *testing.T) {
 	defer closeBrowser()
 
 	opened := time.Now()
-	if err := chromedp.Do(ctx, chromedp.Navigate(dev.demoURL)); err != nil {
-		t.Fatalf("open %s: %v", dev.demoURL, err)
+	if err := chromedp.Do(ctx, chromedp.Navigate(demoURL)); err != nil {
+		t.Fatalf("open %s: %v", demoURL, err)
 	}
 
 	t.Run("PulledVideoDecodesFramesWithin10s", func(t *testing.T) {
@@ -295,8 +331,43 @@ func TestDemoPagePublishesPullsAndEchoes(t *testing.T) {
 		}
 	})
 
-	if err := chromedp.Cancel(ctx); err != nil && !errors.Is(err, context.Canceled) {
-		t.Logf("close browser: %v", err)
+	// SWITCHBOARD_E2E_SCREENSHOT=page.png keeps a picture of the page as the
+	// test left it, for a person to look at.
+	if shot := os.Getenv("SWITCHBOARD_E2E_SCREENSHOT"); shot != "" {
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		if err == nil {
+			err = os.WriteFile(shot, png, 0o644)
+		}
+		if err != nil {
+			t.Errorf("screenshot: %v", err)
+		}
 	}
-	dev.stop(t)
+	if dev != nil {
+		dev.stop(t)
+	}
+}
+
+var secretLine = regexp.MustCompile(`(?m)^\s*secret\s+([0-9a-f]{64})\s*$`)
+
+func TestDevKeepsAppIDAndSecretAcrossRestarts(t *testing.T) {
+	bin := buildSwitchboard(t)
+	state := t.TempDir()
+
+	first := startDev(t, bin, state)
+	firstSecret := secretLine.FindStringSubmatch(first.output())
+	first.stop(t)
+	second := startDev(t, bin, state)
+	secondSecret := secretLine.FindStringSubmatch(second.output())
+	second.stop(t)
+
+	if firstSecret == nil || secondSecret == nil {
+		t.Fatalf("no 64-hex secret printed:\n%s\n---\n%s", first.output(), second.output())
+	}
+	if strings.Join(first.appIDs, ",") != strings.Join(second.appIDs, ",") || firstSecret[1] != secondSecret[1] {
+		t.Errorf("credentials changed across a restart: app IDs %v then %v, secret equal %v",
+			first.appIDs, second.appIDs, firstSecret[1] == secondSecret[1])
+	}
+	if _, err := os.Stat(filepath.Join(state, "apps.json")); err != nil {
+		t.Errorf("state file not kept in --state-dir: %v", err)
+	}
 }

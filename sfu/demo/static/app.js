@@ -123,6 +123,7 @@
     demo.phase = p;
     $('phase').textContent = p;
     $('phase').className = `phase ${p}`;
+    refresh();
   }
 
   function showError(el, msg) {
@@ -314,12 +315,12 @@
     }
   }
 
-  setInterval(() => {
+  function refresh() {
     render(demo.pushPC, demo.pushSessionId, $('pushStats'), false).catch(() => {});
     render(demo.pullPC, demo.pullSessionId, $('pullStats'), true).catch(() => {});
-  }, 1000);
-  render(null, '', $('pushStats'), false);
-  render(null, '', $('pullStats'), true);
+  }
+  setInterval(refresh, 1000);
+  refresh();
 
   $('settings').addEventListener('submit', (ev) => {
     ev.preventDefault();

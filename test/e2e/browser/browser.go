@@ -44,6 +44,8 @@ var Flags = []string{
 	"no-default-browser-check", "disable-background-networking", "disable-component-update",
 	"disable-sync", "disable-breakpad", "disable-domain-reliability", "disable-default-apps",
 	"disable-extensions", "disable-dev-shm-usage", "mute-audio",
+	"disable-background-timer-throttling", "disable-renderer-backgrounding",
+	"disable-backgrounding-occluded-windows",
 	"use-fake-device-for-media-stream", "use-fake-ui-for-media-stream",
 	"allow-loopback-in-peer-connection",
 	"autoplay-policy=no-user-gesture-required",
