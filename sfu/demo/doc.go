@@ -9,9 +9,10 @@
 // proves also holds for unchanged Calls clients.
 //
 // Like the Calls browser examples, the page receives the app secret: the
-// handler hands it out through /demo/config.js. That is acceptable only for a
-// local development server bound to loopback; never mount this handler on a
-// server that others can reach.
+// handler hands it out as /demo/config.json, to same-origin requests for a
+// loopback host name only. That is acceptable only for a local development
+// server bound to loopback; never mount this handler on a server that others
+// can reach.
 //
 // This package owns the page and its config endpoint only. It must not import
 // Kubernetes packages, Pion, or any other sfu package: it knows the API only

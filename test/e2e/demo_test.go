@@ -215,7 +215,7 @@ type pageState struct {
 
 const readStateJS = `(async () => {
 	const d = window.switchboardDemo;
-	if (!d) return {phase: 'page script did not run'};
+	if (!d) return {phase: 'page loading'};
 	const s = {phase: d.phase, error: d.error, dcError: d.dcError, dcOpen: d.dcOpen, received: d.received,
 		pushSessionId: d.pushSessionId, pullSessionId: d.pullSessionId,
 		framesDecoded: 0, frameWidth: 0, frameHeight: 0, audioPackets: 0, pullIce: ''};

@@ -2,8 +2,16 @@
 // browser examples do: fetch with a Bearer app secret and a JSON string body.
 'use strict';
 
-(function () {
-  const cfg = window.SWITCHBOARD_DEMO || { apiBase: '/v1', apps: [] };
+(async function () {
+  // switchboard dev serves the app list (with secrets: local use only).
+  // Without it the settings stay empty for the user to fill in.
+  let cfg = { apiBase: '/v1', apps: [] };
+  try {
+    const res = await fetch('/demo/config.json', { cache: 'no-store' });
+    if (res.ok) cfg = await res.json();
+  } catch (e) {
+    // Served by something else: fill the fields by hand.
+  }
   const $ = (id) => document.getElementById(id);
 
   // Everything a test (or a curious person in the console) may want to read.
@@ -133,6 +141,7 @@
 
   async function start() {
     $('start').disabled = true;
+    $('start').textContent = 'Running';
     showError($('error'), '');
     try {
       await run();
@@ -141,10 +150,15 @@
       showError($('error'), demo.error);
       setPhase('failed');
       $('start').disabled = false;
+      $('start').textContent = 'Retry';
     }
   }
 
   async function run() {
+    // A retry starts over: the SFU lets go of the old sessions' tracks when
+    // their PeerConnections close.
+    for (const pc of [demo.pushPC, demo.pullPC]) if (pc) pc.close();
+    Object.assign(demo, { pushPC: null, pullPC: null, pushSessionId: '', pullSessionId: '', error: '' });
     setPhase('camera');
     const stream = await navigator.mediaDevices.getUserMedia({
       audio: true,
