@@ -93,7 +93,8 @@ type devServer struct {
 	appIDs  []string
 	mu      sync.Mutex
 	logs    bytes.Buffer // stdout and stderr, for failure messages
-	done    chan error
+	exited  chan struct{}
+	waitErr error // set before exited is closed
 }
 
 func (d *devServer) output() string {
@@ -124,7 +125,7 @@ var (
 // CallsApps and waits until it prints that it is ready.
 func startDev(t *testing.T, bin, stateDir string) *devServer {
 	t.Helper()
-	d := &devServer{done: make(chan error, 1)}
+	d := &devServer{exited: make(chan struct{})}
 	d.cmd = exec.Command(bin, "dev",
 		"--listen", "127.0.0.1:0",
 		"--udp-port", "0",
@@ -150,17 +151,21 @@ func startDev(t *testing.T, bin, stateDir string) *devServer {
 			}
 		}
 		_, _ = io.Copy(io.Discard, stdout)
-		d.done <- d.cmd.Wait()
+		d.waitErr = d.cmd.Wait()
+		close(d.exited)
 	}()
 	t.Cleanup(func() {
-		if d.cmd.ProcessState == nil {
+		select {
+		case <-d.exited:
+		default:
 			_ = d.cmd.Process.Kill()
+			<-d.exited
 		}
 	})
 	select {
 	case <-ready:
-	case err := <-d.done:
-		t.Fatalf("switchboard dev exited before it was ready: %v\n%s", err, d.output())
+	case <-d.exited:
+		t.Fatalf("switchboard dev exited before it was ready: %v\n%s", d.waitErr, d.output())
 	case <-time.After(60 * time.Second):
 		t.Fatalf("switchboard dev not ready after 60 s:\n%s", d.output())
 	}
@@ -187,9 +192,9 @@ func (d *devServer) stop(t *testing.T) {
 		t.Fatalf("interrupt switchboard dev: %v", err)
 	}
 	select {
-	case err := <-d.done:
-		if err != nil {
-			t.Errorf("switchboard dev after Ctrl-C: %v\n%s", err, d.output())
+	case <-d.exited:
+		if d.waitErr != nil {
+			t.Errorf("switchboard dev after Ctrl-C: %v\n%s", d.waitErr, d.output())
 		}
 	case <-time.After(20 * time.Second):
 		t.Errorf("switchboard dev still running 20 s after Ctrl-C:\n%s", d.output())
