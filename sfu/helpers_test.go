@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -22,6 +23,7 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/switchboard-rtc/switchboard/sfu"
@@ -308,6 +310,10 @@ type sender struct {
 	keyNext atomic.Bool // next packet is a keyframe
 	paused  atomic.Bool
 	sent    atomic.Int64
+	// rid senders write the mid and rid header extensions themselves, as
+	// browsers do (Pion's sender does not add them).
+	rid string
+	rtp *webrtc.RTPTransceiver
 }
 
 func (p *peer) addTrack(kind webrtc.RTPCodecType, tag string, dir webrtc.RTPTransceiverDirection, rids ...string) (*webrtc.RTPTransceiver, []*sender) {
@@ -325,7 +331,7 @@ func (p *peer) addTrack(kind webrtc.RTPCodecType, tag string, dir webrtc.RTPTran
 		if err != nil {
 			p.t.Fatal(err)
 		}
-		s := &sender{track: tr}
+		s := &sender{track: tr, rid: rid}
 		s.tag.Store(tag + rid)
 		s.keyOnly.Store(true)
 		return s
@@ -347,28 +353,40 @@ func (p *peer) addTrack(kind webrtc.RTPCodecType, tag string, dir webrtc.RTPTran
 			p.t.Fatal(err)
 		}
 	}
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		for {
-			pkts, _, err := t.Sender().ReadRTCP()
-			if err != nil {
-				return
-			}
-			for _, pk := range pkts {
-				if _, ok := pk.(*rtcp.PictureLossIndication); ok {
-					p.plis.Add(1)
-					for _, s := range senders {
-						s.keyNext.Store(true)
-					}
-				}
-			}
-		}
-	}()
+	for _, s := range senders {
+		s.rtp = t
+	}
+	for _, s := range senders {
+		p.wg.Add(1)
+		go p.readRTCP(t, s, senders)
+	}
 	for _, s := range senders {
 		p.startSending(s, kind)
 	}
 	return t, senders
+}
+
+// readRTCP reads one encoding's RTCP; a PLI makes every layer send a keyframe.
+func (p *peer) readRTCP(t *webrtc.RTPTransceiver, s *sender, senders []*sender) {
+	defer p.wg.Done()
+	for {
+		read := t.Sender().ReadRTCP
+		if s.rid != "" {
+			read = func() ([]rtcp.Packet, interceptor.Attributes, error) { return t.Sender().ReadSimulcastRTCP(s.rid) }
+		}
+		pkts, _, err := read()
+		if err != nil {
+			return
+		}
+		for _, pk := range pkts {
+			if _, ok := pk.(*rtcp.PictureLossIndication); ok {
+				p.plis.Add(1)
+				for _, s := range senders {
+					s.keyNext.Store(true)
+				}
+			}
+		}
+	}
 }
 
 func (p *peer) startSending(s *sender, kind webrtc.RTPCodecType) {
@@ -391,6 +409,16 @@ func (p *peer) startSending(s *sender, kind webrtc.RTPCodecType) {
 			key := s.keyOnly.Load() || s.keyNext.Swap(false) || kind == webrtc.RTPCodecTypeAudio
 			pkt := &rtp.Packet{Header: rtp.Header{Version: 2, Marker: true, SequenceNumber: uint16(n), Timestamp: n * 960},
 				Payload: makePayload(s.tag.Load().(string), n, key)}
+			if s.rid != "" {
+				for _, ext := range s.rtp.Sender().GetParameters().HeaderExtensions {
+					switch ext.URI {
+					case sdp.SDESMidURI:
+						_ = pkt.Header.SetExtension(uint8(ext.ID), []byte(s.rtp.Mid()))
+					case sdp.SDESRTPStreamIDURI:
+						_ = pkt.Header.SetExtension(uint8(ext.ID), []byte(s.rid))
+					}
+				}
+			}
 			if err := s.track.WriteRTP(pkt); err == nil {
 				s.sent.Add(1)
 			}
@@ -482,4 +510,91 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 
 func apiPath(app, sid, rest string) string {
 	return "/v1/apps/" + app + "/sessions/" + sid + rest
+}
+
+// sendOnOffered adds a sending track to the transceiver the SFU offered
+// (after answer() applied the offer) and starts sending on it.
+func (p *peer) sendOnOffered(kind webrtc.RTPCodecType, tag string) *sender {
+	p.t.Helper()
+	codec := webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}
+	if kind == webrtc.RTPCodecTypeVideo {
+		codec = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}
+	}
+	tr, err := webrtc.NewTrackLocalStaticRTP(codec, tag, "stream-"+tag)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	if _, err := p.pc.AddTrack(tr); err != nil {
+		p.t.Fatal(err)
+	}
+	s := &sender{track: tr}
+	s.tag.Store(tag)
+	s.keyOnly.Store(true)
+	p.startSending(s, kind)
+	return s
+}
+
+// applyOffer sets an SFU offer without answering yet.
+func (p *peer) applyOffer(sd *session.SessionDescription) {
+	p.t.Helper()
+	if sd == nil || sd.Type != "offer" {
+		p.t.Fatalf("expected an offer, got %+v", sd)
+	}
+	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sd.SDP}); err != nil {
+		p.t.Fatalf("set offer: %v", err)
+	}
+}
+
+// finishAnswer creates and sets the answer to an applied offer.
+func (p *peer) finishAnswer() *session.SessionDescription {
+	p.t.Helper()
+	a, err := p.pc.CreateAnswer(nil)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	gathered := webrtc.GatheringCompletePromise(p.pc)
+	if err := p.pc.SetLocalDescription(a); err != nil {
+		p.t.Fatal(err)
+	}
+	<-gathered
+	return &session.SessionDescription{Type: "answer", SDP: p.pc.LocalDescription().SDP}
+}
+
+func (e *env) renegotiate(app, secret, sid string, sd *session.SessionDescription) {
+	e.t.Helper()
+	var out map[string]any
+	st, raw := e.call("PUT", apiPath(app, sid, "/renegotiate"), secret, map[string]any{"sessionDescription": sd}, &out)
+	if st != http.StatusOK || len(out) != 0 {
+		e.t.Fatalf("renegotiate: %d %s", st, raw)
+	}
+}
+
+func (e *env) state(app, secret, sid string) session.State {
+	e.t.Helper()
+	var st session.State
+	code, raw := e.call("GET", apiPath(app, sid, ""), secret, nil, &st)
+	if code != http.StatusOK {
+		e.t.Fatalf("GET session: %d %s", code, raw)
+	}
+	return st
+}
+
+func trackStatus(st session.State, location, mid string) string {
+	for _, t := range st.Tracks {
+		if t.Location == location && t.Mid == mid {
+			return t.Status
+		}
+	}
+	return "absent"
+}
+
+// midsOf lists the a=mid values of an SDP in order.
+func midsOf(sdp string) []string {
+	var out []string
+	for _, l := range strings.Split(sdp, "\n") {
+		if m, ok := strings.CutPrefix(strings.TrimSpace(l), "a=mid:"); ok {
+			out = append(out, m)
+		}
+	}
+	return out
 }

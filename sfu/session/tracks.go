@@ -157,8 +157,11 @@ func (s *Session) withClientOffer(req TracksRequest, local bool) (*TracksRespons
 		s.dropNew(newPubs, newSubs)
 		return nil, errInternal(err)
 	}
-	resp.SessionDescription = sd
 	s.resolveCodecs(sd.SDP)
+	if sd.SDP, err = transport.RejectLikeOffer(req.SessionDescription.SDP, sd.SDP); err != nil {
+		return nil, errInternal(err)
+	}
+	resp.SessionDescription = sd
 	return resp, nil
 }
 
@@ -544,6 +547,9 @@ func (s *Session) answerOffer(sd SessionDescription) (*SessionDescription, error
 	}
 	out, err := setLocal(pc, answer)
 	if err != nil {
+		return nil, errInternal(err)
+	}
+	if out.SDP, err = transport.RejectLikeOffer(sd.SDP, out.SDP); err != nil {
 		return nil, errInternal(err)
 	}
 	return out, nil
