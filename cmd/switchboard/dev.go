@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,7 +14,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/switchboard-rtc/switchboard/controllers/render"
@@ -107,17 +112,11 @@ func runDev(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("media UDP socket: %w", err)
 	}
-	pod := &config.Pod{
-		Version: "dev",
-		Pool:    "dev/local",
-		Media:   config.Media{Exposure: config.ExposureDirect, UDPPort: udp.LocalAddr().(*net.UDPAddr).Port},
-	}
-	for _, a := range apps {
-		pod.Apps = append(pod.Apps, a.config)
-	}
+	udpPort := udp.LocalAddr().(*net.UDPAddr).Port
 	// The SFU owns the UDP socket once New succeeds; closing it twice after a
 	// failed New is harmless.
-	server, err := sfu.New(sfu.Options{Config: pod, UDPConn: udp, AdvertiseIPs: []string{"127.0.0.1"}, Logger: log})
+	server, err := sfu.New(sfu.Options{Config: devPodConfig(apps, udpPort), UDPConn: udp,
+		AdvertiseIPs: []string{"127.0.0.1"}, Logger: log})
 	if err != nil {
 		_ = udp.Close()
 		return fmt.Errorf("start sfu: %w", err)
@@ -134,14 +133,10 @@ func runDev(ctx context.Context, args []string) error {
 	}
 	origin := "http://" + ln.Addr().String()
 
-	page := demo.Config{APIBase: "/v1"}
-	for _, a := range apps {
-		page.Apps = append(page.Apps, demo.App{Name: a.name, ID: a.creds.AppID, Secret: a.creds.AppSecret})
-	}
-	demoHandler := demo.Handler(page)
+	page := demo.Handler(devPageConfig(apps))
 	mux := http.NewServeMux()
-	mux.Handle("GET /{$}", demoHandler)
-	mux.Handle("GET /demo/", demoHandler)
+	mux.Handle("GET /{$}", page)
+	mux.Handle("GET /demo/", page)
 	mux.Handle("/", server.Handler())
 
 	srv := &http.Server{
@@ -157,10 +152,19 @@ func runDev(ctx context.Context, args []string) error {
 
 	printDevSummary(os.Stdout, origin, udp.LocalAddr().String(), f.stateDir, apps)
 
-	select {
-	case err := <-served:
-		return fmt.Errorf("http server: %w", err)
-	case <-ctx.Done():
+	r := &devReloader{appsDir: f.apps, stateDir: f.stateDir, udpPort: udpPort, origin: origin,
+		server: server, page: page, out: os.Stdout, log: log, current: apps}
+	tick := time.NewTicker(devReloadEvery)
+	defer tick.Stop()
+	for running := true; running; {
+		select {
+		case err := <-served:
+			return fmt.Errorf("http server: %w", err)
+		case <-tick.C:
+			r.reload()
+		case <-ctx.Done():
+			running = false
+		}
 	}
 	log.Info("shutting down")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -209,6 +213,114 @@ func loadDevApps(appsDir, stateDir string) ([]devApp, error) {
 		return nil, err
 	}
 	return apps, nil
+}
+
+// devReloadEvery is how often the apps directory is read again; a changed
+// CallsApp applies within DESIGN 2.3's 5 s, as in a cluster.
+const devReloadEvery = 2 * time.Second
+
+// devPodConfig is the SFU configuration of the dev server.
+func devPodConfig(apps []devApp, udpPort int) *config.Pod {
+	pod := &config.Pod{
+		Pool:  "dev/local",
+		Media: config.Media{Exposure: config.ExposureDirect, UDPPort: udpPort},
+	}
+	for _, a := range apps {
+		pod.Apps = append(pod.Apps, a.config)
+	}
+	// The version names the content, as the operator's hash does.
+	data, _ := json.Marshal(pod.Apps)
+	sum := sha256.Sum256(data)
+	pod.Version = "dev-" + hex.EncodeToString(sum[:6])
+	return pod
+}
+
+// devPageConfig is what the demo page offers: every app with its secret.
+func devPageConfig(apps []devApp) demo.Config {
+	page := demo.Config{APIBase: "/v1"}
+	for _, a := range apps {
+		page.Apps = append(page.Apps, demo.App{Name: a.name, ID: a.creds.AppID, Secret: a.creds.AppSecret})
+	}
+	return page
+}
+
+// devReloader applies edits of the apps directory while dev runs: new apps
+// get credentials and serve at once, changed limits apply to the next call,
+// removed apps lose their sessions. A directory that does not load (a YAML
+// file half written) keeps the running apps.
+type devReloader struct {
+	appsDir, stateDir string
+	udpPort           int
+	origin            string
+	server            *sfu.Server
+	page              *demo.Page
+	out               io.Writer
+	log               *slog.Logger
+	current           []devApp
+	lastErr           string
+}
+
+func (r *devReloader) reload() {
+	apps, err := loadDevApps(r.appsDir, r.stateDir)
+	if err != nil {
+		if err.Error() != r.lastErr {
+			r.log.Warn("apps not reloaded; the running ones stay", "dir", r.appsDir, "err", err)
+			r.lastErr = err.Error()
+		}
+		return
+	}
+	r.lastErr = ""
+	if sameDevApps(r.current, apps) {
+		return
+	}
+	if err := r.server.SetConfig(devPodConfig(apps, r.udpPort)); err != nil {
+		r.log.Warn("apps not reloaded; the running ones stay", "dir", r.appsDir, "err", err)
+		return
+	}
+	r.page.SetConfig(devPageConfig(apps))
+	printDevChanges(r.out, r.origin, r.current, apps)
+	r.current = apps
+}
+
+func sameDevApps(a, b []devApp) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].name != b[i].name || !reflect.DeepEqual(a[i].config, b[i].config) {
+			return false
+		}
+	}
+	return true
+}
+
+// printDevChanges reports a reload: new apps with everything a client
+// needs, then changed and removed ones by name.
+func printDevChanges(w io.Writer, origin string, before, after []devApp) {
+	old := map[string]devApp{}
+	for _, a := range before {
+		old[a.name] = a
+	}
+	var b strings.Builder
+	for _, a := range after {
+		prev, had := old[a.name]
+		delete(old, a.name)
+		switch {
+		case !had:
+			fmt.Fprintf(&b, "  added      %s\n  app ID     %s\n  secret     %s\n  base URL   %s/v1\n",
+				a.name, a.creds.AppID, a.creds.AppSecret, origin)
+		case !reflect.DeepEqual(prev.config, a.config):
+			fmt.Fprintf(&b, "  updated    %s\n", a.name)
+		}
+	}
+	for _, a := range before {
+		if _, gone := old[a.name]; gone {
+			fmt.Fprintf(&b, "  removed    %s\n", a.name)
+		}
+	}
+	if b.Len() > 0 {
+		fmt.Fprintf(w, "\napps reloaded:\n%s", b.String())
+	}
 }
 
 // printDevSummary tells the user everything needed to call the API, and

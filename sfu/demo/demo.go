@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 )
 
 // App is one Calls app the page can use.
@@ -32,49 +33,45 @@ type Config struct {
 //go:embed static
 var staticFS embed.FS
 
+// Page serves the demo page. It is an http.Handler; SetConfig swaps the
+// app list while it serves.
+type Page struct {
+	mux    *http.ServeMux
+	config atomic.Pointer[[]byte] // JSON of the current Config
+}
+
 // Handler serves the page at "/" and its assets and config under "/demo/".
 // The config (with the app secrets) is answered only for a loopback Host and
-// never to a cross-site fetch.
-// Mount it at the root of a mux for exactly those two patterns, e.g.
+// never to a cross-site fetch. Mount it at the root of a mux for exactly
+// those two patterns, e.g.
 //
 //	mux.Handle("GET /{$}", h)
 //	mux.Handle("GET /demo/", h)
 //
 // Any other path answers 404.
-func Handler(cfg Config) http.Handler {
-	if cfg.APIBase == "" {
-		cfg.APIBase = "/v1"
-	}
-	if cfg.Apps == nil {
-		cfg.Apps = []App{}
-	}
-	// The error is impossible for these plain types.
-	configJSON, err := json.Marshal(cfg)
-	if err != nil {
-		panic(fmt.Sprintf("demo: encode config: %v", err))
-	}
-
+func Handler(cfg Config) *Page {
 	assets, err := fs.Sub(staticFS, "static")
 	if err != nil {
 		panic(fmt.Sprintf("demo: static files: %v", err))
 	}
 	files := http.FileServerFS(assets)
+	p := &Page{mux: http.NewServeMux()}
+	p.SetConfig(cfg)
 
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+	p.mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		noStore(w)
 		http.ServeFileFS(w, r, assets, "index.html")
 	})
-	mux.HandleFunc("GET /demo/config.json", func(w http.ResponseWriter, r *http.Request) {
+	p.mux.HandleFunc("GET /demo/config.json", func(w http.ResponseWriter, r *http.Request) {
 		noStore(w)
 		if !sameMachine(r) {
 			http.Error(w, "the demo config is served to pages on this machine only", http.StatusForbidden)
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(configJSON)
+		_, _ = w.Write(*p.config.Load())
 	})
-	mux.Handle("GET /demo/", http.StripPrefix("/demo/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	p.mux.Handle("GET /demo/", http.StripPrefix("/demo/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "" || r.URL.Path == "index.html" {
 			// The page lives at "/"; FileServer would redirect index.html.
 			http.NotFound(w, r)
@@ -83,8 +80,27 @@ func Handler(cfg Config) http.Handler {
 		noStore(w)
 		files.ServeHTTP(w, r)
 	})))
-	return mux
+	return p
 }
+
+// SetConfig replaces the app list; pages loaded from now on see it.
+func (p *Page) SetConfig(cfg Config) {
+	if cfg.APIBase == "" {
+		cfg.APIBase = "/v1"
+	}
+	if cfg.Apps == nil {
+		cfg.Apps = []App{}
+	}
+	// The error is impossible for these plain types.
+	body, err := json.Marshal(cfg)
+	if err != nil {
+		panic(fmt.Sprintf("demo: encode config: %v", err))
+	}
+	p.config.Store(&body)
+}
+
+// ServeHTTP serves the page, its assets and its config.
+func (p *Page) ServeHTTP(w http.ResponseWriter, r *http.Request) { p.mux.ServeHTTP(w, r) }
 
 // sameMachine reports whether a config request comes from the demo page on
 // a loopback origin. The config holds app secrets: JSON (not a script) with

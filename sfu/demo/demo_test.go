@@ -104,3 +104,12 @@ func TestUnknownPathsAreNotFound(t *testing.T) {
 		}
 	}
 }
+
+func TestSetConfigChangesTheAppListServed(t *testing.T) {
+	h := Handler(Config{Apps: []App{{Name: "old", ID: strings.Repeat("a", 32), Secret: "one"}}})
+	h.SetConfig(Config{Apps: []App{{Name: "new", ID: strings.Repeat("b", 32), Secret: "two"}}})
+	_, body := get(t, h, "/demo/config.json")
+	if !strings.Contains(body, `"name":"new"`) || strings.Contains(body, `"name":"old"`) {
+		t.Errorf("config after SetConfig = %s, want only the new app", body)
+	}
+}

@@ -125,11 +125,16 @@ var (
 // CallsApps and waits until it prints that it is ready.
 func startDev(t *testing.T, bin, stateDir string) *devServer {
 	t.Helper()
+	return startDevWithApps(t, bin, filepath.Join(repoRoot(t), "config", "samples"), stateDir)
+}
+
+func startDevWithApps(t *testing.T, bin, appsDir, stateDir string) *devServer {
+	t.Helper()
 	d := &devServer{exited: make(chan struct{})}
 	d.cmd = exec.Command(bin, "dev",
 		"--listen", "127.0.0.1:0",
 		"--udp-port", "0",
-		"--apps", filepath.Join(repoRoot(t), "config", "samples"),
+		"--apps", appsDir,
 		"--state-dir", stateDir)
 	stdout, err := d.cmd.StdoutPipe()
 	if err != nil {
