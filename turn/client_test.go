@@ -123,8 +123,10 @@ type rawClient struct {
 	realm  string
 	nonce  string
 	mi     stun.MessageIntegrity
-	// received counts every byte read from the server.
-	received int
+	// received counts every byte read from the server; meteredFrom is its
+	// value before the authenticated Allocate response.
+	received    int
+	meteredFrom int
 	// data holds ChannelData and Data indications read while waiting for
 	// responses.
 	data [][]byte
@@ -253,6 +255,7 @@ func (c *rawClient) allocate(proto byte) int {
 		c.t.Errorf("realm %q, want %q", c.realm, testRlm)
 	}
 	c.mi = stun.NewLongTermIntegrity(c.user, c.realm, c.pass)
+	c.meteredFrom = c.received
 	res, err = c.roundTrip(c.authed(stun.MethodAllocate, rt)...)
 	if err != nil {
 		c.t.Fatal(err)

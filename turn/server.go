@@ -111,15 +111,15 @@ type Server struct {
 	sfu        []netip.AddrPort
 
 	mu       sync.Mutex
-	allocs   map[string]*allocState     // by fiveKey(src, dst)
-	relays   map[string]*relayConn      // by advertised relay address
-	pending  map[string]string          // src address -> username with a reserved quota slot
-	reserved map[string]int             // username -> live + pending allocations
-	udp      map[string]*clientConn     // by local address
-	tcp      map[string]*frameConn      // by fiveKey(remote, local)
-	perms    map[string]*permissionSet  // by fiveKey(src, dst)
-	pendAt   map[string]time.Time       // when a pending reservation was made
-	listen   []*frameListener           // to close
+	allocs   map[string]*allocState    // by fiveKey(src, dst)
+	relays   map[string]*relayConn     // by advertised relay address
+	pending  map[string]string         // src address -> username with a reserved quota slot
+	reserved map[string]int            // username -> live + pending allocations
+	udp      map[string]*clientConn    // by local address
+	tcp      map[string]*frameConn     // by fiveKey(remote, local)
+	perms    map[string]*permissionSet // by fiveKey(src, dst)
+	pendAt   map[string]time.Time      // when a pending reservation was made
+	listen   []*frameListener          // to close
 	closed   bool
 
 	relayed, dropped, forbidden, quotaRefused atomic.Uint64
