@@ -33,7 +33,10 @@ func (c *clientConn) lookup(a net.Addr) *allocState {
 	if !ok {
 		return nil
 	}
-	ap := ua.AddrPort()
+	return c.lookupAP(ua.AddrPort())
+}
+
+func (c *clientConn) lookupAP(ap netip.AddrPort) *allocState {
 	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	c.mu.RLock()
 	st := c.clients[ap]
@@ -42,14 +45,44 @@ func (c *clientConn) lookup(a net.Addr) *allocState {
 }
 
 func (c *clientConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	uc, fast := c.PacketConn.(*net.UDPConn)
 	for {
-		n, addr, err := c.PacketConn.ReadFrom(p)
-		if err != nil {
-			return n, addr, err
-		}
-		st := c.lookup(addr)
-		if st != nil {
-			st.ingress.Add(uint64(n))
+		var (
+			n    int
+			addr net.Addr
+			st   *allocState
+			err  error
+		)
+		if fast {
+			var ap netip.AddrPort
+			n, ap, err = uc.ReadFromUDPAddrPort(p)
+			if err != nil {
+				return n, nil, err
+			}
+			st = c.lookupAP(ap)
+			if st != nil {
+				st.ingress.Add(uint64(n))
+				// ChannelData on a bound channel: relay it here. This is
+				// the hot path; pion's handler would do the same lookups
+				// with more allocation and locking.
+				if n >= 4 && p[0]&0xC0 == 0x40 {
+					ln := int(binary.BigEndian.Uint16(p[2:4]))
+					if peer, ok := st.chans.Load().byNum[binary.BigEndian.Uint16(p[0:2])]; ok && 4+ln <= n && st.relay != nil {
+						_ = st.relay.send(p[4:4+ln], peer)
+						continue
+					}
+				}
+			}
+			addr = net.UDPAddrFromAddrPort(ap)
+		} else {
+			n, addr, err = c.PacketConn.ReadFrom(p)
+			if err != nil {
+				return n, addr, err
+			}
+			st = c.lookup(addr)
+			if st != nil {
+				st.ingress.Add(uint64(n))
+			}
 		}
 		if n == 0 || p[0]&0xC0 != 0 { // ChannelData (or junk): pion handles it
 			return n, addr, nil

@@ -2,6 +2,7 @@ package turn
 
 import (
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -62,6 +63,9 @@ type relayConn struct {
 	// steady-state check is two pointer loads and a compare.
 	last      atomic.Pointer[admitted]
 	closeOnce sync.Once
+	// state is the allocation this socket relays for (set once created).
+	state atomic.Pointer[allocState]
+	buf   []byte
 }
 
 type admitted struct {
@@ -75,20 +79,55 @@ func (r *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 		r.s.dropped.Add(1)
 		return len(p), nil
 	}
-	ap := ua.AddrPort()
+	return len(p), r.send(p, ua.AddrPort())
+}
+
+// ReadFrom serves pion's relay loop. Datagrams from a peer with a bound
+// channel of a UDP client are framed as ChannelData and sent to the client
+// here; everything else (Data indications, permission checks) goes to pion.
+func (r *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	if r.buf == nil {
+		r.buf = make([]byte, 4+65536)
+	}
+	for {
+		n, src, err := r.UDPConn.ReadFromUDPAddrPort(r.buf[4:])
+		if err != nil {
+			return 0, nil, err
+		}
+		src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
+		if st := r.state.Load(); st != nil && st.out != nil {
+			if ch, ok := st.chans.Load().byPeer[src]; ok {
+				binary.BigEndian.PutUint16(r.buf[0:], ch)
+				binary.BigEndian.PutUint16(r.buf[2:], uint16(n))
+				size := (4 + n + 3) &^ 3
+				for i := 4 + n; i < size; i++ {
+					r.buf[i] = 0
+				}
+				if w, err := st.out.WriteToUDPAddrPort(r.buf[:size], st.client); err == nil {
+					st.egress.Add(uint64(w))
+				}
+				continue
+			}
+		}
+		return copy(p, r.buf[4:4+n]), net.UDPAddrFromAddrPort(src), nil
+	}
+}
+
+// send relays p to ap if the policy in force admits ap.
+func (r *relayConn) send(p []byte, ap netip.AddrPort) error {
 	pol := r.s.policy.Load()
 	if last := r.last.Load(); last == nil || last.pol != pol || last.ap != ap {
 		if pol.PermitAddr(ap) != nil {
 			r.s.dropped.Add(1)
-			return len(p), nil // silently dropped, as a firewall would
+			return nil // silently dropped, as a firewall would
 		}
 		r.last.Store(&admitted{ap: ap, pol: pol})
 	}
-	n, err := r.UDPConn.WriteToUDPAddrPort(p, ap)
+	_, err := r.UDPConn.WriteToUDPAddrPort(p, ap)
 	if err == nil {
 		r.s.relayed.Add(1)
 	}
-	return n, err
+	return err
 }
 
 func (r *relayConn) Close() error {
@@ -129,7 +168,9 @@ func SocketBuffers(c *net.UDPConn) (rcv, snd int) {
 	return rcv, snd
 }
 
-// ListenUDP opens a UDP listener with raised socket buffers.
+// ListenUDP opens a UDP listener with raised socket buffers (buf bytes,
+// DefaultListenerBuffer when 0). Every client's packets queue on this one
+// socket, so it absorbs the bursts while the reader is descheduled.
 func ListenUDP(addr string, buf int) (*net.UDPConn, error) {
 	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
@@ -140,7 +181,7 @@ func ListenUDP(addr string, buf int) (*net.UDPConn, error) {
 		return nil, fmt.Errorf("turn udp listener: %w", err)
 	}
 	if buf <= 0 {
-		buf = DefaultSocketBuffer
+		buf = DefaultListenerBuffer
 	}
 	SetSocketBuffers(c, buf)
 	return c, nil

@@ -20,7 +20,8 @@ import (
 const (
 	DefaultAllocationQuota = 10
 	DefaultPermissionCap   = 128
-	DefaultSocketBuffer    = 4 << 20
+	DefaultSocketBuffer    = 4 << 20  // relay sockets
+	DefaultListenerBuffer  = 16 << 20 // the shared client-facing UDP socket
 	DefaultRealm           = "switchboard"
 	// permissionLifetime is RFC 8656's permission lifetime; the cap counts
 	// distinct peer IPs permitted within it.
@@ -137,7 +138,22 @@ type allocState struct {
 	relay    *relayConn
 	egress   atomic.Uint64 // not yet flushed to the meter
 	ingress  atomic.Uint64
+
+	// For UDP clients: where relayed data goes back to, and the channel
+	// bindings, so ChannelData is relayed in both directions without
+	// going through pion's per-packet path (see conn.go, relay.go).
+	client netip.AddrPort
+	out    *net.UDPConn
+	chans  atomic.Pointer[chanTable]
 }
+
+// chanTable is an allocation's channel bindings; copied on change.
+type chanTable struct {
+	byNum  map[uint16]netip.AddrPort
+	byPeer map[netip.AddrPort]uint16
+}
+
+var emptyChans = &chanTable{byNum: map[uint16]netip.AddrPort{}, byPeer: map[netip.AddrPort]uint16{}}
 
 type permissionSet struct {
 	peers map[netip.Addr]time.Time
@@ -219,6 +235,8 @@ func New(cfg Config) (*Server, error) {
 			OnAllocationCreated: s.onAllocationCreated,
 			OnAllocationDeleted: s.onAllocationDeleted,
 			OnAllocationError:   s.onAllocationError,
+			OnChannelCreated:    s.onChannelCreated,
+			OnChannelDeleted:    s.onChannelDeleted,
 		},
 	}
 	if pcfg.LoggerFactory == nil {
@@ -416,6 +434,7 @@ func (s *Server) onAllocationError(src, _ net.Addr, _, _ string) {
 func (s *Server) onAllocationCreated(src, dst net.Addr, _, username, _ string, relayAddr net.Addr, _ int) {
 	key := fiveKey(src, dst)
 	st := &allocState{key: key, username: username}
+	st.chans.Store(emptyChans)
 	if k, _, err := s.keys.Load().Check(username, s.now(), nil); err == nil {
 		st.appID = k.AppID
 	}
@@ -430,10 +449,15 @@ func (s *Server) onAllocationCreated(src, dst net.Addr, _, username, _ string, r
 	s.allocs[key] = st
 	if cc := s.udp[dst.String()]; cc != nil {
 		if ap, ok := addrPort(src); ok {
+			st.client = ap
+			st.out, _ = cc.PacketConn.(*net.UDPConn)
 			cc.mu.Lock()
 			cc.clients[ap] = st
 			cc.mu.Unlock()
 		}
+	}
+	if st.relay != nil {
+		st.relay.state.Store(st)
 	}
 	if fc := s.tcp[key]; fc != nil {
 		fc.state.Store(st)
@@ -468,6 +492,43 @@ func (s *Server) onAllocationDeleted(src, dst net.Addr, _, username, _ string) {
 			_ = st.relay.Close()
 		}
 	}
+}
+
+func (s *Server) onChannelCreated(src, dst net.Addr, _, _, _ string, _, peer net.Addr, number uint16) {
+	s.updateChannels(src, dst, func(t *chanTable) {
+		if ap, ok := addrPort(peer); ok {
+			t.byNum[number] = ap
+			t.byPeer[ap] = number
+		}
+	})
+}
+
+func (s *Server) onChannelDeleted(src, dst net.Addr, _, _, _ string, _, peer net.Addr, number uint16) {
+	s.updateChannels(src, dst, func(t *chanTable) {
+		delete(t.byNum, number)
+		if ap, ok := addrPort(peer); ok {
+			delete(t.byPeer, ap)
+		}
+	})
+}
+
+func (s *Server) updateChannels(src, dst net.Addr, change func(*chanTable)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.allocs[fiveKey(src, dst)]
+	if st == nil {
+		return
+	}
+	old := st.chans.Load()
+	t := &chanTable{byNum: make(map[uint16]netip.AddrPort, len(old.byNum)+1), byPeer: make(map[netip.AddrPort]uint16, len(old.byPeer)+1)}
+	for k, v := range old.byNum {
+		t.byNum[k] = v
+	}
+	for k, v := range old.byPeer {
+		t.byPeer[k] = v
+	}
+	change(t)
+	st.chans.Store(t)
 }
 
 // killUser closes every allocation of username (revocation).

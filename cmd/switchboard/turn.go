@@ -104,7 +104,7 @@ func runTURN(ctx context.Context, args []string) error {
 		}
 	}
 	if f.udpPort > 0 {
-		c, err := turn.ListenUDP(net.JoinHostPort(f.listenIP, strconv.Itoa(f.udpPort)), turn.DefaultSocketBuffer)
+		c, err := turn.ListenUDP(net.JoinHostPort(f.listenIP, strconv.Itoa(f.udpPort)), 0)
 		if err != nil {
 			return err
 		}
