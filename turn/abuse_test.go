@@ -251,3 +251,45 @@ func TestBindingRequestAnsweredWithoutCredentials(t *testing.T) {
 		t.Fatalf("mapped address %s, want %s", got, want)
 	}
 }
+
+// TestAttributesAfterMessageIntegrityAreIgnored is TURN-04: a peer address
+// appended after MESSAGE-INTEGRITY gets no permission.
+func TestAttributesAfterMessageIntegrityAreIgnored(t *testing.T) {
+	f := newFixture(t, testPod("127.0.0.0/8"))
+	a, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	c := dialRaw(t, "udp", f.udpAddr, issue(t, f, keyA))
+	c.mustAllocate(protoUDP)
+	relay := relayAddrOf(t, f)
+	aAP := a.LocalAddr().(*net.UDPAddr).AddrPort()
+	bAP := b.LocalAddr().(*net.UDPAddr).AddrPort()
+	res, err := c.roundTrip(stun.NewType(stun.MethodCreatePermission, stun.ClassRequest), peerAttr(aAP),
+		stun.NewUsername(c.user), stun.NewRealm(c.realm), stun.NewNonce(c.nonce), c.mi, peerAttr(bAP))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code(res) != 0 {
+		t.Fatalf("CreatePermission = %d, want success", code(res))
+	}
+	if _, err := b.WriteToUDPAddrPort([]byte("smuggled"), relay); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.WriteToUDPAddrPort([]byte("legit"), relay); err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.readData(3 * time.Second)
+	if err != nil || string(got) != "legit" {
+		t.Fatalf("first relayed datagram %q, %v; want only the permitted peer's", got, err)
+	}
+	if got, err := c.readData(300 * time.Millisecond); err == nil {
+		t.Fatalf("peer named after MESSAGE-INTEGRITY got through: %q", got)
+	}
+}

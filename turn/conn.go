@@ -87,6 +87,7 @@ func (c *clientConn) ReadFrom(p []byte) (int, net.Addr, error) {
 		if n == 0 || p[0]&0xC0 != 0 { // ChannelData (or junk): pion handles it
 			return n, addr, nil
 		}
+		n = stripAfterIntegrity(p[:n])
 		reply, drop := c.s.inspect(p[:n], addr, c.PacketConn.LocalAddr())
 		if reply != nil {
 			if w, err := c.PacketConn.WriteTo(reply, addr); err == nil && st != nil {
@@ -181,6 +182,7 @@ func (c *frameConn) Read(p []byte) (int, error) {
 			st.ingress.Add(uint64(size))
 		}
 		if hdr[0]&0xC0 == 0 {
+			f = f[:stripAfterIntegrity(f)]
 			reply, drop := c.s.inspect(f, c.RemoteAddr(), c.LocalAddr())
 			if reply != nil {
 				_, _ = c.Write(reply)
@@ -325,4 +327,34 @@ func (s *Server) verify(m *stun.Message) (stun.MessageIntegrity, bool) {
 		return nil, false
 	}
 	return mi, true
+}
+
+// stripAfterIntegrity cuts a STUN message after its MESSAGE-INTEGRITY when
+// attributes other than MESSAGE-INTEGRITY-SHA256 and FINGERPRINT follow it,
+// fixing the header length, and returns the new length. RFC 8489 says those
+// attributes must be ignored; pion/turn v4 decodes them and acts on them (an
+// XOR-PEER-ADDRESS appended after the integrity check got a permission), and
+// pion/stun only drops them in its strict mode, which pion/turn does not use.
+func stripAfterIntegrity(m []byte) int {
+	if len(m) < 20 {
+		return len(m)
+	}
+	end := 20 + int(binary.BigEndian.Uint16(m[2:4]))
+	if end > len(m) {
+		return len(m)
+	}
+	cut := -1
+	for off := 20; off+4 <= end; {
+		typ := stun.AttrType(binary.BigEndian.Uint16(m[off:]))
+		next := off + 4 + (int(binary.BigEndian.Uint16(m[off+2:]))+3)&^3
+		if cut >= 0 && typ != stun.AttrMessageIntegritySHA256 && typ != stun.AttrFingerprint {
+			binary.BigEndian.PutUint16(m[2:4], uint16(cut-20))
+			return cut
+		}
+		if typ == stun.AttrMessageIntegrity {
+			cut = next
+		}
+		off = next
+	}
+	return len(m)
 }
