@@ -26,6 +26,8 @@ type clientConn struct {
 
 	mu      sync.RWMutex
 	clients map[netip.AddrPort]*allocState
+
+	batch *batchReader // read by pion's single read loop only
 }
 
 func (c *clientConn) lookup(a net.Addr) *allocState {
@@ -46,6 +48,11 @@ func (c *clientConn) lookupAP(ap netip.AddrPort) *allocState {
 
 func (c *clientConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	uc, fast := c.PacketConn.(*net.UDPConn)
+	if fast && c.batch == nil {
+		if c.batch = newBatchReader(uc); c.batch == nil {
+			fast = false
+		}
+	}
 	for {
 		var (
 			n    int
@@ -54,25 +61,25 @@ func (c *clientConn) ReadFrom(p []byte) (int, net.Addr, error) {
 			err  error
 		)
 		if fast {
-			var ap netip.AddrPort
-			n, ap, err = uc.ReadFromUDPAddrPort(p)
-			if err != nil {
-				return n, nil, err
+			pkt, ap, rerr := c.batch.read()
+			if rerr != nil {
+				return 0, nil, rerr
 			}
 			st = c.lookupAP(ap)
 			if st != nil {
-				st.ingress.Add(uint64(n))
+				st.ingress.Add(uint64(len(pkt)))
 				// ChannelData on a bound channel: relay it here. This is
 				// the hot path; pion's handler would do the same lookups
 				// with more allocation and locking.
-				if n >= 4 && p[0]&0xC0 == 0x40 {
-					ln := int(binary.BigEndian.Uint16(p[2:4]))
-					if peer, ok := st.chans.Load().byNum[binary.BigEndian.Uint16(p[0:2])]; ok && 4+ln <= n && st.relay != nil {
-						_ = st.relay.send(p[4:4+ln], peer)
+				if len(pkt) >= 4 && pkt[0]&0xC0 == 0x40 {
+					ln := int(binary.BigEndian.Uint16(pkt[2:4]))
+					if peer, ok := st.chans.Load().byNum[binary.BigEndian.Uint16(pkt[0:2])]; ok && 4+ln <= len(pkt) && st.relay != nil {
+						_ = st.relay.send(pkt[4:4+ln], peer)
 						continue
 					}
 				}
 			}
+			n = copy(p, pkt)
 			addr = net.UDPAddrFromAddrPort(ap)
 		} else {
 			n, addr, err = c.PacketConn.ReadFrom(p)

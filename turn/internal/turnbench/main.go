@@ -135,13 +135,12 @@ func benchPod() *config.Pod {
 }
 
 type result struct {
-	name          string
-	sent, recv    uint64
-	cpu           time.Duration
-	window        time.Duration
-	rcvbufErrs    int64
-	p50, p99      time.Duration
-	serverThreads string
+	name       string
+	sent, recv uint64
+	cpu        time.Duration
+	window     time.Duration
+	rcvbufErrs int64
+	p50, p99   time.Duration
 }
 
 func (r result) String() string {
