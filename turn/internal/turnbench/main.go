@@ -35,6 +35,7 @@ import (
 	"time"
 
 	"github.com/pion/stun/v3"
+	pionturn "github.com/pion/turn/v4"
 
 	"github.com/switchboard-rtc/switchboard/sfu/config"
 	"github.com/switchboard-rtc/switchboard/turn"
@@ -51,14 +52,22 @@ var cpuProfile string
 
 func main() {
 	serve := flag.String("serve", "", "internal: run the Switchboard TURN server on this UDP address")
+	serveStock := flag.String("serve-stock", "", "internal: run stock pion/turn (default buffers, nil permission handler) on this UDP address")
 	flag.StringVar(&cpuProfile, "cpuprofile", "", "write the Switchboard server's CPU profile here")
-	servers := flag.String("servers", "switchboard,coturn", "servers to measure")
+	servers := flag.String("servers", "switchboard,coturn", "servers to measure: switchboard, coturn, pion (stock pion/turn v4, for reference)")
 	clients := flag.Int("clients", 200, "TURN clients")
 	rate := flag.Int("rate", 250, "packets per second per client")
 	size := flag.Int("size", 1200, "payload bytes per packet")
 	dur := flag.Duration("duration", 10*time.Second, "measured send window")
 	warm := flag.Duration("warmup", 2*time.Second, "unmeasured send time before the window")
 	flag.Parse()
+	if *serveStock != "" {
+		if err := serveStockPion(*serveStock); err != nil {
+			fmt.Fprintln(os.Stderr, "turnbench stock server:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *serve != "" {
 		if err := serveSwitchboard(*serve); err != nil {
 			fmt.Fprintln(os.Stderr, "turnbench server:", err)
@@ -124,6 +133,31 @@ func serveSwitchboard(addr string) error {
 	return srv.Close()
 }
 
+// serveStockPion runs pion/turn v4 as its examples do: default socket
+// buffers, a static relay address, pion's REST auth handler.
+func serveStockPion(addr string) error {
+	pc, err := net.ListenPacket("udp4", addr)
+	if err != nil {
+		return err
+	}
+	srv, err := pionturn.NewServer(pionturn.ServerConfig{
+		Realm:       benchRealm,
+		AuthHandler: pionturn.LongTermTURNRESTAuthHandler(benchSecret, nil),
+		PacketConnConfigs: []pionturn.PacketConnConfig{{
+			PacketConn: pc,
+			RelayAddressGenerator: &pionturn.RelayAddressGeneratorStatic{
+				RelayAddress: net.IPv4(127, 0, 0, 1), Address: "127.0.0.1",
+			},
+		}},
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Println("ready")
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	return srv.Close()
+}
+
 func benchPod() *config.Pod {
 	p := &config.Pod{
 		TURN: config.TURN{Enabled: true, Realm: benchRealm, AllowedPeerCIDRs: []string{"127.0.0.0/8"}},
@@ -135,12 +169,14 @@ func benchPod() *config.Pod {
 }
 
 type result struct {
-	name       string
-	sent, recv uint64
-	cpu        time.Duration
-	window     time.Duration
-	rcvbufErrs int64
-	p50, p99   time.Duration
+	name          string
+	sent, recv    uint64
+	cpu           time.Duration
+	window        time.Duration
+	rcvbufErrs    int64
+	listenerDrops int64
+	sinkDrops     int64
+	p50, p99      time.Duration
 }
 
 func (r result) String() string {
@@ -148,8 +184,8 @@ func (r result) String() string {
 	if r.sent > 0 {
 		loss = 100 * float64(r.sent-min(r.recv, r.sent)) / float64(r.sent)
 	}
-	return fmt.Sprintf("%-12s %6.2f µs/pkt  sent %d  received %d  loss %.3f%%  RcvbufErrors +%d  server CPU %.2fs of %.1fs (%.0f%% of one core)  latency p50 %s p99 %s",
-		r.name, float64(r.cpu.Microseconds())/float64(r.sent), r.sent, r.recv, loss, r.rcvbufErrs,
+	return fmt.Sprintf("%-12s %6.2f µs/pkt  sent %d  received %d  loss %.3f%%  RcvbufErrors +%d (server socket %d, sinks %d)  server CPU %.2fs of %.1fs (%.0f%% of one core)  latency p50 %s p99 %s",
+		r.name, float64(r.cpu.Microseconds())/float64(max(r.recv, 1)), r.sent, r.recv, loss, r.rcvbufErrs, r.listenerDrops, r.sinkDrops,
 		r.cpu.Seconds(), r.window.Seconds(), 100*r.cpu.Seconds()/r.window.Seconds(), r.p50, r.p99)
 }
 
@@ -176,6 +212,12 @@ func runOne(name string, clients, rate, size int, dur, warm time.Duration) (resu
 			return result{}, err
 		}
 		cmd = exec.Command(self, "-serve", addr, "-cpuprofile", cpuProfile)
+	case "pion":
+		self, err := os.Executable()
+		if err != nil {
+			return result{}, err
+		}
+		cmd = exec.Command(self, "-serve-stock", addr)
 	case "coturn":
 		bin, err := exec.LookPath("turnserver")
 		if err != nil {
@@ -220,7 +262,7 @@ func runOne(name string, clients, rate, size int, dur, warm time.Duration) (resu
 	user := func(i int) (string, string) {
 		exp := time.Now().Add(time.Hour).Unix()
 		u := fmt.Sprintf("%d:bench%d", exp, i)
-		if name == "switchboard" {
+		if name == "switchboard" { // key ID in the middle, see turn.ParseUsername
 			u = fmt.Sprintf("%d:%s:c%d", exp, benchKeyID, i)
 		}
 		return u, turn.Password([]byte(benchSecret), u)
@@ -307,6 +349,15 @@ func drive(addr string, user func(int) (string, string), clients, rate, size int
 	}
 
 	errsBefore := rcvbufErrors()
+	sinkPorts := map[int]bool{}
+	for _, sc := range sinkConns {
+		sinkPorts[sc.LocalAddr().(*net.UDPAddr).Port] = true
+	}
+	serverPort := map[int]bool{}
+	if ua, err := net.ResolveUDPAddr("udp4", addr); err == nil {
+		serverPort[ua.Port] = true
+	}
+	listenerDrops0, sinkDrops0 := socketDrops(serverPort), socketDrops(sinkPorts)
 	payload := make([]byte, 4+size)
 	binary.BigEndian.PutUint16(payload[0:], 0x4000)
 	binary.BigEndian.PutUint16(payload[2:], uint16(size))
@@ -344,7 +395,8 @@ func drive(addr string, user func(int) (string, string), clients, rate, size int
 	window := time.Since(t0)
 	cpu := procCPU(pid) - cpu0
 	time.Sleep(500 * time.Millisecond) // drain
-	res := result{sent: sent, recv: recv.Load(), cpu: cpu, window: window, rcvbufErrs: rcvbufErrors() - errsBefore}
+	res := result{sent: sent, recv: recv.Load(), cpu: cpu, window: window, rcvbufErrs: rcvbufErrors() - errsBefore,
+		listenerDrops: socketDrops(serverPort) - listenerDrops0, sinkDrops: socketDrops(sinkPorts) - sinkDrops0}
 	var all []time.Duration
 	for _, l := range lat {
 		all = append(all, l...)
@@ -474,3 +526,30 @@ func rcvbufErrors() int64 {
 type xorPeer struct{ a *stun.XORMappedAddress }
 
 func (p xorPeer) AddTo(m *stun.Message) error { return p.a.AddToAs(m, stun.AttrXORPeerAddress) }
+
+// socketDrops sums the drops column of /proc/net/udp for sockets bound to
+// 127.0.0.1 on the given ports.
+func socketDrops(ports map[int]bool) int64 {
+	b, err := os.ReadFile("/proc/net/udp")
+	if err != nil {
+		return -1
+	}
+	var total int64
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 13 {
+			continue
+		}
+		host, portHex, ok := strings.Cut(f[1], ":")
+		if !ok || host != "0100007F" {
+			continue
+		}
+		port, err := strconv.ParseInt(portHex, 16, 32)
+		if err != nil || !ports[int(port)] {
+			continue
+		}
+		d, _ := strconv.ParseInt(f[len(f)-1], 10, 64)
+		total += d
+	}
+	return total
+}
