@@ -323,3 +323,54 @@ func writeSelfSigned(t *testing.T, dir string) (string, string) {
 	}
 	return certFile, keyFile
 }
+
+// TestConfigChangeAppliesLive: a key added to the pool works without a
+// restart; a key removed from it loses its allocations within seconds.
+func TestConfigChangeAppliesLive(t *testing.T) {
+	pod := testPod()
+	only := *pod
+	only.Apps = pod.Apps[:1] // app B not configured yet
+	f := newFixture(t, &only)
+	kB := &Key{ID: keyB, AppID: appB, HMACSecret: []byte(secretB)}
+	credB, err := Issue(kB, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := dialRaw(t, "udp", f.udpAddr, credB).allocate(protoUDP); got == 0 {
+		t.Fatal("credential of an unconfigured key was accepted")
+	}
+	if err := f.srv.Update(pod); err != nil {
+		t.Fatal(err)
+	}
+	cb := dialRaw(t, "udp", f.udpAddr, credB)
+	cb.mustAllocate(protoUDP)
+	ca := dialRaw(t, "udp", f.udpAddr, issue(t, f, keyA))
+	ca.mustAllocate(protoUDP)
+
+	bOnly := *pod
+	bOnly.Apps = pod.Apps[1:]
+	if err := f.srv.Update(&bOnly); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for f.srv.Stats().Allocations != 1 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := f.srv.Stats().Allocations; n != 1 {
+		t.Fatalf("%d allocations after key A was removed, want 1 (key B's)", n)
+	}
+	if got := ca.refresh(600); got == 0 {
+		t.Fatal("Refresh with a removed key's credential succeeded")
+	}
+	if got := cb.refresh(600); got != 0 {
+		t.Fatalf("Refresh with key B = %d, want success", got)
+	}
+	bad := *pod
+	bad.TURN.AllowedPeerCIDRs = []string{"not-a-cidr"}
+	if err := f.srv.Update(&bad); err == nil {
+		t.Fatal("a malformed allowed CIDR was accepted")
+	}
+	if _, ok := f.srv.Keyring().Key(keyB); !ok {
+		t.Fatal("a refused configuration replaced the last good one")
+	}
+}

@@ -48,12 +48,16 @@ const (
 	benchApp    = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
 )
 
-var cpuProfile string
+var (
+	cpuProfile  string
+	serverProcs int
+)
 
 func main() {
 	serve := flag.String("serve", "", "internal: run the Switchboard TURN server on this UDP address")
 	serveStock := flag.String("serve-stock", "", "internal: run stock pion/turn (default buffers, nil permission handler) on this UDP address")
 	flag.StringVar(&cpuProfile, "cpuprofile", "", "write the Switchboard server's CPU profile here")
+	flag.IntVar(&serverProcs, "server-procs", 0, "GOMAXPROCS of the Switchboard server process (0: the Go default)")
 	servers := flag.String("servers", "switchboard,coturn", "servers to measure: switchboard, coturn, pion (stock pion/turn v4, for reference)")
 	clients := flag.Int("clients", 200, "TURN clients")
 	rate := flag.Int("rate", 250, "packets per second per client")
@@ -212,6 +216,9 @@ func runOne(name string, clients, rate, size int, dur, warm time.Duration) (resu
 			return result{}, err
 		}
 		cmd = exec.Command(self, "-serve", addr, "-cpuprofile", cpuProfile)
+		if serverProcs > 0 {
+			cmd.Env = append(os.Environ(), fmt.Sprintf("GOMAXPROCS=%d", serverProcs))
+		}
 	case "pion":
 		self, err := os.Executable()
 		if err != nil {
