@@ -131,7 +131,15 @@ func (r *relayConn) send(p []byte, ap netip.AddrPort) error {
 
 func (r *relayConn) Close() error {
 	var err error
-	r.closeOnce.Do(func() { err = r.UDPConn.Close() })
+	r.closeOnce.Do(func() {
+		err = r.UDPConn.Close()
+		// pion also opens and closes sockets to probe for even ports.
+		r.s.mu.Lock()
+		if r.s.relays[r.advertised] == r {
+			delete(r.s.relays, r.advertised)
+		}
+		r.s.mu.Unlock()
+	})
 	return err
 }
 

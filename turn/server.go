@@ -474,7 +474,7 @@ func (s *Server) onAllocationDeleted(src, dst net.Addr, _, username, _ string) {
 	delete(s.perms, key)
 	if st != nil {
 		s.decReservedLocked(username)
-		if st.relay != nil {
+		if st.relay != nil && s.relays[st.relay.advertised] == st.relay {
 			delete(s.relays, st.relay.advertised)
 		}
 	}
