@@ -293,3 +293,22 @@ func TestAttributesAfterMessageIntegrityAreIgnored(t *testing.T) {
 		t.Fatalf("peer named after MESSAGE-INTEGRITY got through: %q", got)
 	}
 }
+
+// TestRelayRefusesTheServersOwnListeners: even with its range allowed, the
+// relay does not loop into the TURN server's own ports.
+func TestRelayRefusesTheServersOwnListeners(t *testing.T) {
+	f := newFixture(t, testPod("127.0.0.0/8"))
+	c := dialRaw(t, "udp", f.udpAddr, issue(t, f, keyA))
+	c.mustAllocate(protoUDP)
+	for _, a := range []string{f.udpAddr, f.tcpAddr} {
+		if got := c.channelBind(0x4000, netip.MustParseAddrPort(a)); got != 403 {
+			t.Errorf("ChannelBind(own listener %s) = %d, want 403", a, got)
+		}
+	}
+	before := f.srv.Stats().RelayedPackets
+	c.sendIndication(netip.MustParseAddrPort(f.udpAddr), []byte("loop"))
+	time.Sleep(200 * time.Millisecond)
+	if got := f.srv.Stats().RelayedPackets; got != before {
+		t.Fatalf("relay sent %d datagrams to the server itself", got-before)
+	}
+}

@@ -158,6 +158,20 @@ type Policy struct {
 	ingress bool
 	sfu     map[netip.AddrPort]struct{}
 	sfuIPs  map[netip.Addr]struct{}
+	// self are the server's own listener addresses: relaying to them would
+	// loop TURN into itself.
+	self map[netip.AddrPort]struct{}
+}
+
+// WithSelf returns a copy of p that also denies the server's own listener
+// addresses, whatever the allow rules say.
+func (p *Policy) WithSelf(self []netip.AddrPort) *Policy {
+	q := *p
+	q.self = make(map[netip.AddrPort]struct{}, len(self))
+	for _, ap := range self {
+		q.self[netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())] = struct{}{}
+	}
+	return &q
 }
 
 // NewPolicy builds a policy. allowCIDRs widen the default deny-list (literal
@@ -219,6 +233,9 @@ func (p *Policy) PermitAddr(ap netip.AddrPort) error {
 	ip := ap.Addr().WithZone("").Unmap()
 	if ap.Port() == 0 {
 		return fmt.Errorf("%w: port 0", ErrPeerDenied)
+	}
+	if _, ok := p.self[netip.AddrPortFrom(ip, ap.Port())]; ok {
+		return fmt.Errorf("%w: %s is this TURN server's own listener", ErrPeerDenied, netip.AddrPortFrom(ip, ap.Port()))
 	}
 	if p.ingress {
 		if _, ok := p.sfu[netip.AddrPortFrom(ip, ap.Port())]; ok {

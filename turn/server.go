@@ -110,6 +110,7 @@ type Server struct {
 	allowCIDRs []string
 	ingress    bool
 	sfu        []netip.AddrPort
+	self       []netip.AddrPort
 
 	mu       sync.Mutex
 	allocs   map[string]*allocState    // by fiveKey(src, dst)
@@ -217,6 +218,7 @@ func New(cfg Config) (*Server, error) {
 	if !publicIP.IsValid() {
 		publicIP = relayIP
 	}
+	s.self = selfAddrs(cfg, relayIP, publicIP)
 	if err := s.Update(cfg.Pod); err != nil {
 		return nil, err
 	}
@@ -287,7 +289,7 @@ func (s *Server) Update(pod *config.Pod) error {
 		return fmt.Errorf("turn config: %w", err)
 	}
 	s.allowCIDRs, s.ingress = cidrs, ingress
-	s.policy.Store(p)
+	s.policy.Store(p.WithSelf(s.self))
 	s.keys.Store(NewKeyring(pod))
 	return nil
 }
@@ -303,7 +305,7 @@ func (s *Server) SetSFUEndpoints(eps []netip.AddrPort) error {
 		return err
 	}
 	s.sfu = append([]netip.AddrPort(nil), eps...)
-	s.policy.Store(p)
+	s.policy.Store(p.WithSelf(s.self))
 	return nil
 }
 
@@ -630,6 +632,26 @@ func (s *Server) permit(key string, peer netip.Addr) bool {
 	}
 	ps.peers[peer] = now.Add(permissionLifetime)
 	return true
+}
+
+// selfAddrs lists the listener ports on the relay and public addresses (and
+// on the listeners' own bound addresses).
+func selfAddrs(cfg Config, relayIP, publicIP netip.Addr) []netip.AddrPort {
+	var out []netip.AddrPort
+	add := func(a net.Addr) {
+		ap, ok := addrPort(a)
+		if !ok {
+			return
+		}
+		out = append(out, ap, netip.AddrPortFrom(relayIP, ap.Port()), netip.AddrPortFrom(publicIP, ap.Port()))
+	}
+	for _, pc := range cfg.PacketConns {
+		add(pc.LocalAddr())
+	}
+	for _, l := range cfg.Listeners {
+		add(l.Addr())
+	}
+	return out
 }
 
 func fiveKey(src, dst net.Addr) string { return src.String() + "|" + dst.String() }
