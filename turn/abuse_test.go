@@ -312,3 +312,43 @@ func TestRelayRefusesTheServersOwnListeners(t *testing.T) {
 		t.Fatalf("relay sent %d datagrams to the server itself", got-before)
 	}
 }
+
+// TestUnauthenticatedAnswersAreRateLimitedPerIP is TURN-07: a flood of
+// Binding requests from one IP gets at most the per-second limit answered,
+// so the server cannot be used to reflect traffic at a spoofed address.
+func TestUnauthenticatedAnswersAreRateLimitedPerIP(t *testing.T) {
+	f := newFixture(t, testPod(), func(c *Config) { c.UnauthenticatedPerSecond = 20 })
+	conn, err := net.Dial("udp", f.udpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	start := time.Now()
+	for i := 0; i < 200; i++ {
+		if _, err := conn.Write(stun.MustBuild(stun.TransactionID, stun.BindingRequest).Raw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	answered := 0
+	buf := make([]byte, 1500)
+	for {
+		_ = conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		if _, err := conn.Read(buf); err != nil {
+			break
+		}
+		answered++
+	}
+	// The burst may straddle one window boundary: at most two windows' worth.
+	limit := 20
+	if time.Since(start) > 700*time.Millisecond {
+		limit = 40
+	}
+	if answered == 0 || answered > limit {
+		t.Fatalf("%d of 200 Binding requests answered, want 1..%d", answered, limit)
+	}
+	// A client that authenticates is not limited by its earlier flood once
+	// the window has passed.
+	time.Sleep(1100 * time.Millisecond)
+	c := dialRaw(t, "udp", f.udpAddr, issue(t, f, keyA))
+	c.mustAllocate(protoUDP)
+}

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/pion/stun/v3"
 	pionturn "github.com/pion/turn/v4"
@@ -95,6 +96,9 @@ func (c *clientConn) ReadFrom(p []byte) (int, net.Addr, error) {
 			return n, addr, nil
 		}
 		n = stripAfterIntegrity(p[:n])
+		if st == nil && !c.s.unauth.allow(addr, c.s.now()) {
+			continue // reflection guard: too many unauthenticated answers to this IP
+		}
 		reply, drop := c.s.inspect(p[:n], addr, c.PacketConn.LocalAddr())
 		if reply != nil {
 			if w, err := c.PacketConn.WriteTo(reply, addr); err == nil && st != nil {
@@ -364,4 +368,42 @@ func stripAfterIntegrity(m []byte) int {
 		off = next
 	}
 	return len(m)
+}
+
+// unauthLimiter bounds how many STUN messages per second the server answers
+// for a source IP that holds no allocation (Binding responses, 401
+// challenges), so the UDP listener cannot be used to reflect traffic at a
+// spoofed victim (TURN-07). Fixed 1 s window per IP, the port stripped, as
+// coturn does; clients with an allocation are never limited here.
+type unauthLimiter struct {
+	limit int
+
+	mu     sync.Mutex
+	window int64
+	counts map[netip.Addr]int
+}
+
+// maxTrackedSources bounds the limiter's memory under a spoofed flood; past
+// it the window's counts restart (a flood cannot keep more than this many
+// IPs answered per window).
+const maxTrackedSources = 65536
+
+func (l *unauthLimiter) allow(a net.Addr, now time.Time) bool {
+	if l == nil || l.limit <= 0 {
+		return true
+	}
+	ap, ok := addrPort(a)
+	if !ok {
+		return true
+	}
+	ip := ap.Addr()
+	sec := now.Unix()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if sec != l.window || len(l.counts) >= maxTrackedSources {
+		l.window = sec
+		clear(l.counts)
+	}
+	l.counts[ip]++
+	return l.counts[ip] <= l.limit
 }

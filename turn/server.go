@@ -20,6 +20,7 @@ import (
 const (
 	DefaultAllocationQuota = 10
 	DefaultPermissionCap   = 128
+	DefaultUnauthPerSecond = 100
 	DefaultSocketBuffer    = 4 << 20  // relay sockets
 	DefaultListenerBuffer  = 16 << 20 // the shared client-facing UDP socket
 	DefaultRealm           = "switchboard"
@@ -62,6 +63,9 @@ type Config struct {
 	AllocationQuota int
 	// PermissionCap caps distinct peer IPs per allocation.
 	PermissionCap int
+	// UnauthenticatedPerSecond caps the STUN messages answered per second
+	// for one source IP without an allocation (reflection guard).
+	UnauthenticatedPerSecond int
 	// SocketBuffer is SO_RCVBUF/SO_SNDBUF of relay sockets.
 	SocketBuffer int
 	// Now is the clock; time.Now when nil.
@@ -125,6 +129,8 @@ type Server struct {
 	closed   bool
 
 	relayed, dropped, forbidden, quotaRefused atomic.Uint64
+
+	unauth *unauthLimiter
 
 	stopWatch func()
 	done      chan struct{}
@@ -209,6 +215,10 @@ func New(cfg Config) (*Server, error) {
 	}
 	if s.sockBuf <= 0 {
 		s.sockBuf = DefaultSocketBuffer
+	}
+	s.unauth = &unauthLimiter{limit: cfg.UnauthenticatedPerSecond, counts: map[netip.Addr]int{}}
+	if s.unauth.limit == 0 {
+		s.unauth.limit = DefaultUnauthPerSecond
 	}
 	relayIP := cfg.RelayIP
 	if !relayIP.IsValid() {

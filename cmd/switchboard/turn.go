@@ -38,6 +38,7 @@ type turnFlags struct {
 	healthListen string
 	quota        int
 	permCap      int
+	unauth       int
 	sfuPeers     string
 	sfuService   string
 	reload       time.Duration
@@ -59,6 +60,7 @@ func parseTURNFlags(args []string) (*turnFlags, error) {
 	fs.StringVar(&f.healthListen, "health-listen", ":8081", "address of the /health and /ready endpoints (empty disables)")
 	fs.IntVar(&f.quota, "allocation-quota", turn.DefaultAllocationQuota, "live allocations per credential")
 	fs.IntVar(&f.permCap, "permission-cap", turn.DefaultPermissionCap, "distinct peer IPs per allocation")
+	fs.IntVar(&f.unauth, "unauth-per-second", turn.DefaultUnauthPerSecond, "STUN messages answered per second per source IP without an allocation (reflection guard)")
 	fs.StringVar(&f.sfuPeers, "sfu-peers", "", "TURNIngress mode: comma-separated SFU media endpoints ip:port the relay may reach")
 	fs.StringVar(&f.sfuService, "sfu-service", "", "TURNIngress mode: DNS name (headless Service) whose addresses are the SFU pods; the port is the config's media.udpPort")
 	fs.DurationVar(&f.reload, "reload-interval", time.Second, "how often the config file and --sfu-service are re-checked")
@@ -93,7 +95,7 @@ func runTURN(ctx context.Context, args []string) error {
 
 	cfg := turn.Config{
 		RelayIP: relayIP, PublicIP: publicIP, Realm: realm, Pod: pod,
-		AllocationQuota: f.quota, PermissionCap: f.permCap, Logger: log,
+		AllocationQuota: f.quota, PermissionCap: f.permCap, UnauthenticatedPerSecond: f.unauth, Logger: log,
 	}
 	closeAll := func() {
 		for _, c := range cfg.PacketConns {
