@@ -374,3 +374,21 @@ func TestConfigChangeAppliesLive(t *testing.T) {
 		t.Fatal("a refused configuration replaced the last good one")
 	}
 }
+
+// TestDrainKeepsAllocationsAndRefusesNewOnes: a draining pod keeps relaying
+// for the allocations it has and refuses new ones.
+func TestDrainKeepsAllocationsAndRefusesNewOnes(t *testing.T) {
+	f := newFixture(t, testPod())
+	old := dialRaw(t, "udp", f.udpAddr, issue(t, f, keyA))
+	old.mustAllocate(protoUDP)
+	f.srv.Drain()
+	if got := dialRaw(t, "udp", f.udpAddr, issue(t, f, keyA)).allocate(protoUDP); got != 486 {
+		t.Fatalf("Allocate while draining = %d, want 486", got)
+	}
+	if got := old.refresh(600); got != 0 {
+		t.Fatalf("Refresh of an existing allocation while draining = %d, want success", got)
+	}
+	if n := f.srv.Stats().Allocations; n != 1 {
+		t.Fatalf("%d allocations, want 1", n)
+	}
+}

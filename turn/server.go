@@ -127,6 +127,7 @@ type Server struct {
 	pendAt   map[string]time.Time      // when a pending reservation was made
 	listen   []*frameListener          // to close
 	closed   bool
+	draining bool
 
 	relayed, dropped, forbidden, quotaRefused atomic.Uint64
 
@@ -342,6 +343,16 @@ func (s *Server) Stats() Stats {
 	}
 }
 
+// Drain makes the server refuse new allocations (486, so clients move to
+// another ICE server) while existing ones keep relaying and refreshing.
+// The pod calls it on SIGTERM and waits for Stats().Allocations to reach 0
+// or its drain timeout.
+func (s *Server) Drain() {
+	s.mu.Lock()
+	s.draining = true
+	s.mu.Unlock()
+}
+
 // Close stops the listeners, closes every allocation, flushes the meter and
 // waits for the server's goroutines.
 func (s *Server) Close() error {
@@ -407,7 +418,7 @@ func (s *Server) authHandler(username, realm string, src net.Addr) ([]byte, bool
 func (s *Server) quotaHandler(username, _ string, src net.Addr) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed || s.reserved[username] >= s.quota {
+	if s.closed || s.draining || s.reserved[username] >= s.quota {
 		s.quotaRefused.Add(1)
 		return false
 	}

@@ -42,6 +42,7 @@ type turnFlags struct {
 	sfuPeers     string
 	sfuService   string
 	reload       time.Duration
+	drain        time.Duration
 }
 
 func parseTURNFlags(args []string) (*turnFlags, error) {
@@ -63,6 +64,7 @@ func parseTURNFlags(args []string) (*turnFlags, error) {
 	fs.IntVar(&f.unauth, "unauth-per-second", turn.DefaultUnauthPerSecond, "STUN messages answered per second per source IP without an allocation (reflection guard)")
 	fs.StringVar(&f.sfuPeers, "sfu-peers", "", "TURNIngress mode: comma-separated SFU media endpoints ip:port the relay may reach")
 	fs.StringVar(&f.sfuService, "sfu-service", "", "TURNIngress mode: DNS name (headless Service) whose addresses are the SFU pods; the port is the config's media.udpPort")
+	fs.DurationVar(&f.drain, "drain-timeout", -1, "on SIGTERM, how long to keep existing allocations while refusing new ones (default: the config's media.drainTimeoutSeconds)")
 	fs.DurationVar(&f.reload, "reload-interval", time.Second, "how often the config file and --sfu-service are re-checked")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -167,6 +169,16 @@ func runTURN(ctx context.Context, args []string) error {
 		select {
 		case <-ctx.Done():
 			ready.Store(false)
+			drain := f.drain
+			if drain < 0 {
+				drain = time.Duration(pod.Media.DrainTimeoutSeconds) * time.Second
+			}
+			srv.Drain()
+			log.Info("turn server draining", "allocations", srv.Stats().Allocations, "timeout", drain.String())
+			deadline := time.Now().Add(drain)
+			for srv.Stats().Allocations > 0 && time.Now().Before(deadline) {
+				time.Sleep(time.Second)
+			}
 			log.Info("turn server stopping", "allocations", srv.Stats().Allocations)
 			return nil
 		case <-t.C:
