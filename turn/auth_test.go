@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/stun/v3"
 	"go.uber.org/goleak"
 )
 
@@ -390,5 +391,29 @@ func TestDrainKeepsAllocationsAndRefusesNewOnes(t *testing.T) {
 	}
 	if n := f.srv.Stats().Allocations; n != 1 {
 		t.Fatalf("%d allocations, want 1", n)
+	}
+}
+
+// TestForgedNonceGets438 is TURN-08's basic case: a nonce the server did not
+// issue is answered 438 Stale Nonce with a fresh one, never accepted.
+func TestForgedNonceGets438(t *testing.T) {
+	f := newFixture(t, testPod())
+	c := dialRaw(t, "udp", f.udpAddr, issue(t, f, keyA))
+	c.mustAllocate(protoUDP)
+	c.nonce = "forged-nonce-0123456789"
+	res, err := c.roundTrip(c.authed(stun.MethodRefresh, rawAttr(attrLife, []byte{0, 0, 2, 88}))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := code(res); got != 438 {
+		t.Fatalf("Refresh with a forged nonce = %d, want 438", got)
+	}
+	var fresh stun.Nonce
+	if err := fresh.GetFrom(res); err != nil || fresh.String() == c.nonce {
+		t.Fatalf("438 without a fresh nonce: %v", err)
+	}
+	c.nonce = fresh.String()
+	if got := c.refresh(600); got != 0 {
+		t.Fatalf("Refresh with the fresh nonce = %d, want success", got)
 	}
 }
