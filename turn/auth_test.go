@@ -219,13 +219,23 @@ func openFDs(t *testing.T) int {
 // app equals every byte the client received after authenticating, TURN
 // framing included; the other app sees nothing.
 func TestEgressMeteredPerAppIncludingTURNOverhead(t *testing.T) {
+	for _, network := range []string{"udp", "tcp"} {
+		t.Run(network, func(t *testing.T) { testEgressMetered(t, network) })
+	}
+}
+
+func testEgressMetered(t *testing.T, network string) {
 	f := newFixture(t, testPod("127.0.0.0/8"))
 	peer, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer peer.Close()
-	c := dialRaw(t, "udp", f.udpAddr, issue(t, f, keyA))
+	addr := f.udpAddr
+	if network == "tcp" {
+		addr = f.tcpAddr
+	}
+	c := dialRaw(t, network, addr, issue(t, f, keyA))
 	c.mustAllocate(protoUDP)
 	relayAP := relayAddrOf(t, f)
 	start := c.meteredFrom // bytes before the Allocate success response (the 401 is free)
