@@ -48,6 +48,8 @@ const (
 	benchApp    = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
 )
 
+var errNoCoturn = errors.New("turnserver not installed (apt-get install coturn)")
+
 var (
 	cpuProfile  string
 	serverProcs int
@@ -84,6 +86,10 @@ func main() {
 	failed := false
 	for _, name := range strings.Split(*servers, ",") {
 		res, err := runOne(strings.TrimSpace(name), *clients, *rate, *size, *dur, *warm)
+		if errors.Is(err, errNoCoturn) {
+			fmt.Printf("%-12s skipped: %v\n", name, err)
+			continue
+		}
 		if err != nil {
 			fmt.Printf("%-12s error: %v\n", name, err)
 			failed = true
@@ -228,7 +234,7 @@ func runOne(name string, clients, rate, size int, dur, warm time.Duration) (resu
 	case "coturn":
 		bin, err := exec.LookPath("turnserver")
 		if err != nil {
-			return result{}, errors.New("turnserver not installed (apt-get install coturn)")
+			return result{}, errNoCoturn
 		}
 		cmd = exec.Command(bin, "-n", "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1", "-p", strconv.Itoa(port),
 			"--use-auth-secret", "--static-auth-secret="+benchSecret, "--realm="+benchRealm,
