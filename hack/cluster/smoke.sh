@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Smoke test of the running local cluster (make cluster-up first):
+#   1. import the hello image tarball with `ctr -n k8s.io images import`;
+#   2. apply a 3-replica Deployment of it (restricted pod security) and a
+#      Service (manifests/smoke.yaml);
+#   3. wait until the Deployment is Ready;
+#   4. from inside the netns, GET every pod IP and expect "hello from POD";
+#   5. GET the Service's ClusterIP until kube-proxy routes it, then 30 more
+#      times and expect at least two different pods to answer;
+#   6. delete the namespace and wait until its pods are gone.
+# Each phase is timed; any failure prints the evidence and exits 1.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+netns_exists && kc get --raw /readyz >/dev/null 2>&1 || die "the cluster is not up (make cluster-up)"
+[[ -s $IMAGES/hello.tar ]] || "$CLUSTER_DIR/images.sh"
+ns=smoke
+fail() {
+	echo "smoke: FAIL: $*" >&2
+	kc -n "$ns" get deploy,pods,svc,endpointslices -o wide >&2 || true
+	kc -n "$ns" get events --sort-by=.lastTimestamp >&2 || true
+	exit 1
+}
+ncurl() { "${NSENTER[@]}" curl -sS --max-time 3 "$@"; }
+
+phase "import image (ctr images import)"
+ctrk images import "$IMAGES/hello.tar" >/dev/null || fail "import $IMAGES/hello.tar"
+ctrk images ls -q | grep -qxF "$HELLO_IMAGE" || fail "$HELLO_IMAGE not in containerd after import"
+
+phase "apply Deployment and Service"
+kc delete namespace "$ns" --ignore-not-found --wait=true >/dev/null
+kc apply -f "$CLUSTER_DIR/manifests/smoke.yaml" >/dev/null
+
+phase "Deployment Ready (3 replicas)"
+kc -n "$ns" rollout status deploy/hello --timeout=180s >/dev/null || fail "deployment hello not ready"
+ready=$(kc -n "$ns" get deploy hello -o jsonpath='{.status.readyReplicas}')
+[[ $ready == 3 ]] || fail "readyReplicas is $ready, want 3"
+
+phase "every pod answers on its IP"
+mapfile -t pods < <(kc -n "$ns" get pods -l app=hello -o jsonpath='{range .items[*]}{.metadata.name} {.status.podIP}{"\n"}{end}')
+((${#pods[@]} == 3)) || fail "want 3 pods, got ${#pods[@]}"
+for line in "${pods[@]}"; do
+	read -r pod ip <<<"$line"
+	got=$(ncurl "http://$ip:8080/") || fail "GET http://$ip:8080/ (pod $pod) failed"
+	[[ $got == "hello from $pod" ]] || fail "pod $pod at $ip answered '$got'"
+	echo "smoke: $ip -> $got"
+done
+
+phase "Service reachable through kube-proxy"
+svc=$(kc -n "$ns" get svc hello -o jsonpath='{.spec.clusterIP}')
+[[ -n $svc ]] || fail "service hello has no ClusterIP"
+waitfor "http://$svc/ to answer" 60 "${NSENTER[@]}" curl -sf --max-time 1 "http://$svc/" || fail "service $svc unreachable"
+declare -A seen=()
+for i in $(seq 1 30); do
+	got=$(ncurl "http://$svc/") || fail "GET http://$svc/ failed on try $i"
+	[[ $got == "hello from hello-"* ]] || fail "service answered '$got'"
+	seen[${got#hello from }]=1
+done
+((${#seen[@]} >= 2)) || fail "30 requests to the Service all reached one pod (${!seen[*]})"
+echo "smoke: service $svc spread 30 requests over ${#seen[@]} pods: ${!seen[*]}"
+
+phase "delete namespace"
+kc delete namespace "$ns" --wait=true --timeout=120s >/dev/null || fail "namespace $ns not deleted"
+
+print_timings "smoke" "$LOGS/timings-smoke.txt"
+echo "smoke: PASS"
