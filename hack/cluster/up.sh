@@ -194,8 +194,9 @@ waitup kubelet 180 kc get node "$NODE"
 phase "node Ready"
 waitup kubelet 180 kc wait --for=condition=Ready "node/$NODE" --timeout=2s
 
-phase "default ServiceAccount, kube-proxy"
+phase "default ServiceAccount"
 waitup kube-controller-manager 120 kc get serviceaccount default -n default
+phase "kube-proxy healthy"
 waitup kube-proxy 120 "${NSENTER[@]}" curl -sf http://127.0.0.1:10256/healthz
 for d in "${DAEMONS[@]}"; do alive "$d" || die "$d died during start"; done
 
