@@ -7,7 +7,10 @@
 #   4. from inside the netns, GET every pod IP and expect "hello from POD";
 #   5. GET the Service's ClusterIP until kube-proxy routes it, then 30 more
 #      times and expect at least two different pods to answer;
-#   6. delete the namespace and wait until its pods are gone.
+#   6. run a probe pod that reaches the API server through the kubernetes
+#      Service with its service-account token (expects the server to see
+#      system:serviceaccount:smoke:default) and the Service from inside a pod;
+#   7. delete the namespace and wait until its pods are gone.
 # Each phase is timed; any failure prints the evidence and exits 1.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -58,6 +61,32 @@ for i in $(seq 1 30); do
 done
 ((${#seen[@]} >= 2)) || fail "30 requests to the Service all reached one pod (${!seen[*]})"
 echo "smoke: service $svc spread 30 requests over ${#seen[@]} pods: ${!seen[*]}"
+
+phase "probe pod: API server and Service"
+kc apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Pod
+metadata: {name: probe, namespace: $ns}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  securityContext: {runAsNonRoot: true, runAsUser: 65534, seccompProfile: {type: RuntimeDefault}}
+  containers:
+  - name: probe
+    image: $HELLO_IMAGE
+    imagePullPolicy: Never
+    args: [probe, "http://$svc/"]
+    securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}
+EOF
+if ! kc -n "$ns" wait --for=jsonpath='{.status.phase}'=Succeeded pod/probe --timeout=90s >/dev/null; then
+	kc -n "$ns" logs probe >&2 || true
+	fail "probe pod did not succeed"
+fi
+out=$(kc -n "$ns" logs probe)
+echo "$out" | sed 's/^/smoke: /'
+grep -qxF "PROBE apiserver user=system:serviceaccount:$ns:default" <<<"$out" ||
+	fail "the API server did not see the pod's service account"
+grep -q "^PROBE http://$svc/ hello from hello-" <<<"$out" || fail "the Service did not answer the pod"
 
 phase "delete namespace"
 kc delete namespace "$ns" --wait=true --timeout=120s >/dev/null || fail "namespace $ns not deleted"
