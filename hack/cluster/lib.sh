@@ -39,6 +39,14 @@ CONTAINERD_SOCK=$RUN/containerd/containerd.sock
 PAUSE_IMAGE=local.test/pause:v1
 HELLO_IMAGE=local.test/hello:v1
 
+# Optional cluster DNS: CLUSTER_DNS=1 builds CoreDNS from the Go module proxy
+# and deploys it at DNS_SERVICE_IP; without it pods use the host's resolver
+# file, whose servers are unreachable from the netns.
+CLUSTER_DNS=${CLUSTER_DNS:-0}
+DNS_SERVICE_IP=10.96.0.10
+COREDNS_VERSION=v1.15.0
+COREDNS_IMAGE=local.test/coredns:${COREDNS_VERSION#v}
+
 # Daemons in start order (down.sh stops them in reverse).
 DAEMONS=(containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
 

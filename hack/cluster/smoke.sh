@@ -10,6 +10,7 @@
 #   6. run a probe pod that reaches the API server through the kubernetes
 #      Service with its service-account token (expects the server to see
 #      system:serviceaccount:smoke:default) and the Service from inside a pod;
+#      with cluster DNS (CLUSTER_DNS=1) the pod also GETs the Service by name;
 #   7. delete the namespace and wait until its pods are gone.
 # Each phase is timed; any failure prints the evidence and exits 1.
 set -euo pipefail
@@ -63,6 +64,12 @@ done
 echo "smoke: service $svc spread 30 requests over ${#seen[@]} pods: ${!seen[*]}"
 
 phase "probe pod: API server and Service"
+urls="\"http://$svc/\""
+dns=
+if kc -n kube-system get deploy coredns >/dev/null 2>&1; then
+	dns=http://hello.$ns.svc.cluster.local/
+	urls+=", \"$dns\""
+fi
 kc apply -f - >/dev/null <<EOF
 apiVersion: v1
 kind: Pod
@@ -75,7 +82,7 @@ spec:
   - name: probe
     image: $HELLO_IMAGE
     imagePullPolicy: Never
-    args: [probe, "http://$svc/"]
+    args: [probe, $urls]
     securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}
 EOF
 if ! kc -n "$ns" wait --for=jsonpath='{.status.phase}'=Succeeded pod/probe --timeout=90s >/dev/null; then
@@ -87,6 +94,9 @@ echo "$out" | sed 's/^/smoke: /'
 grep -qxF "PROBE apiserver user=system:serviceaccount:$ns:default" <<<"$out" ||
 	fail "the API server did not see the pod's service account"
 grep -q "^PROBE http://$svc/ hello from hello-" <<<"$out" || fail "the Service did not answer the pod"
+if [[ -n $dns ]]; then
+	grep -q "^PROBE $dns hello from hello-" <<<"$out" || fail "the Service did not answer the pod by its DNS name"
+fi
 
 phase "delete namespace"
 kc delete namespace "$ns" --wait=true --timeout=120s >/dev/null || fail "namespace $ns not deleted"

@@ -27,7 +27,13 @@ healthy() {
 	local d
 	for d in "${DAEMONS[@]}"; do pid_of "$d" >/dev/null || return 1; done
 	netns_exists && kc get --raw /readyz >/dev/null 2>&1 &&
-		kc wait --for=condition=Ready "node/$NODE" --timeout=5s >/dev/null 2>&1
+		kc wait --for=condition=Ready "node/$NODE" --timeout=5s >/dev/null 2>&1 || return 1
+	# Asked for DNS and the cluster has none (or the other way): start over.
+	if [[ $CLUSTER_DNS == 1 ]]; then
+		kc -n kube-system rollout status deploy/coredns --timeout=5s >/dev/null 2>&1
+	else
+		! kc -n kube-system get deploy coredns >/dev/null 2>&1
+	fi
 }
 if healthy; then
 	note "already up; kubeconfig $STATE/kubeconfig (use hack/cluster/kubectl)"
@@ -130,7 +136,8 @@ waitup() {
 }
 
 # Configs rendered from hack/cluster/config.
-dns_line="# no cluster DNS: pods use the resolv.conf of the host"
+dns_line="# no cluster DNS (CLUSTER_DNS=1 adds CoreDNS)"
+[[ $CLUSTER_DNS != 1 ]] || dns_line="clusterDNS: [$DNS_SERVICE_IP]"
 render() { # SRC DST
 	sed -e "s#@STATE@#$STATE#g; s#@VAR@#$VAR#g; s#@RUN@#$RUN#g; s#@ETC@#$ETC#g; s#@PKI@#$PKI#g" \
 		-e "s#@NODE@#$NODE#g; s#@NODE_IP@#$NODE_IP#g; s#@POD_CIDR@#$POD_CIDR#g; s#@NODE_POD_CIDR@#$NODE_POD_CIDR#g" \
@@ -150,6 +157,9 @@ waitup containerd 60 ctr --address "$CONTAINERD_SOCK" version
 
 phase "import pause image"
 ctrk images import "$IMAGES/pause.tar" >/dev/null || die "import $IMAGES/pause.tar failed"
+if [[ $CLUSTER_DNS == 1 ]]; then
+	ctrk images import "$IMAGES/coredns.tar" >/dev/null || die "import $IMAGES/coredns.tar failed"
+fi
 
 phase "etcd"
 start_daemon etcd "$K8S_BIN/etcd" --name "$NODE" --data-dir "$VAR/etcd" \
@@ -198,6 +208,12 @@ phase "default ServiceAccount"
 waitup kube-controller-manager 120 kc get serviceaccount default -n default
 phase "kube-proxy healthy"
 waitup kube-proxy 120 "${NSENTER[@]}" curl -sf http://127.0.0.1:10256/healthz
+if [[ $CLUSTER_DNS == 1 ]]; then
+	phase "CoreDNS Ready"
+	sed -e "s#@COREDNS_IMAGE@#$COREDNS_IMAGE#g; s#@DNS_SERVICE_IP@#$DNS_SERVICE_IP#g" \
+		"$CLUSTER_DIR/manifests/coredns.yaml" | kc apply -f - >/dev/null
+	waitup kubelet 180 kc -n kube-system rollout status deploy/coredns --timeout=5s
+fi
 for d in "${DAEMONS[@]}"; do alive "$d" || die "$d died during start"; done
 
 print_timings "cluster up" "$LOGS/timings-up.txt"
