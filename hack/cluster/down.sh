@@ -193,7 +193,9 @@ check() {
 		[[ -f $f ]] || continue
 		p=${f#"$HOST"/created}
 		p=${p//_//}
-		[[ -e $p ]] && bad+=("$p was created by the cluster and is still there")
+		# Still there and empty: ours to remove. With content (our own entries
+		# are checked above), someone else uses it now: leave it.
+		[[ -d $p && -z $(ls -A "$p" 2>/dev/null) ]] && bad+=("$p was created by the cluster and is still there")
 	done
 	[[ -d $RUN || -d $VAR ]] && bad+=("run-time state $RUN or $VAR not wiped")
 }

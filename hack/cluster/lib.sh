@@ -20,8 +20,11 @@ LOGS=$STATE/logs      # daemon logs of the last run (kept for post-mortems)
 HOST=$STATE/host      # what up.sh changed outside STATE, for down.sh to undo and check
 
 # Names and addresses. The network namespace holds everything; nothing is
-# added to the host's network namespace.
-NETNS=${CLUSTER_NETNS:-switchboard}
+# added to the host's network namespace. Host-visible names carry a short
+# hash of the state dir (CLUSTER_ID), so a cluster never mistakes another
+# worktree's cluster for its own; up.sh refuses to start next to another one.
+CLUSTER_ID=sbc-$(printf '%s' "$STATE" | sha256sum | cut -c1-8)
+NETNS=${CLUSTER_NETNS:-$CLUSTER_ID}
 NODE=sbnode
 NODE_IP=10.200.0.2
 NODE_LINK=sbnode0       # veth whose both ends live inside the netns
@@ -29,11 +32,11 @@ POD_CIDR=10.244.0.0/16
 NODE_POD_CIDR=10.244.0.0/24
 SERVICE_CIDR=10.96.0.0/16
 API_SERVICE_IP=10.96.0.1
-CNI_NETWORK=switchboard-cluster
+CNI_NETWORK=$CLUSTER_ID
 # cgroup directory created in every hierarchy: kubelet's cgroupRoot (pods live
 # under it) and, in the pids hierarchy only, a "daemons" child that tracks
 # every process the cluster starts, shims included.
-CGROUP=switchboard-cluster
+CGROUP=$CLUSTER_ID
 
 CONTAINERD_SOCK=$RUN/containerd/containerd.sock
 PAUSE_IMAGE=local.test/pause:v1

@@ -39,6 +39,11 @@ if healthy; then
 	note "already up; kubeconfig $STATE/kubeconfig (use hack/cluster/kubectl)"
 	exit 0
 fi
+# One cluster per machine: kubelet's host sysctls and /var/log/containers are shared.
+for other in /run/netns/sbc-*; do
+	[[ -e $other && ${other##*/} != "$NETNS" ]] || continue
+	die "another local cluster runs on this machine (netns ${other##*/}); run make cluster-down in its worktree first"
+done
 if netns_exists || compgen -G "$RUN/pids/*.pid" >/dev/null || [[ -n $(cgroup_dirs) ]]; then
 	note "a previous cluster is partly there: tearing it down first"
 	"$CLUSTER_DIR/down.sh"
