@@ -163,13 +163,13 @@ check() {
 	done
 	# By name: a cluster daemon's name on a process that is not the cluster's is
 	# someone else's (envtest runs etcd and kube-apiserver): count, leave alone.
-	names=" ${DAEMONS[*]} containerd-shim-runc-v2 runc pause hello "
+	local daemon_names=" ${DAEMONS[*]} containerd-shim-runc-v2 runc pause hello "
 	others=0
 	for d in /proc/[0-9]*; do
 		argv0=
 		{ IFS= read -r -d '' argv0 <"$d/cmdline"; } 2>/dev/null
 		name=${argv0##*/}
-		[[ -n $name && $names == *" $name "* && " ${mine[*]} " != *" ${d#/proc/} "* ]] && others=$((others + 1))
+		[[ -n $name && $daemon_names == *" $name "* && " ${mine[*]} " != *" ${d#/proc/} "* ]] && others=$((others + 1))
 	done
 	((others == 0)) || note "$others process(es) named like a cluster daemon belong to others (envtest?): left alone"
 	for p in $(cluster_pids); do bad+=("pid $p still in the cluster cgroup"); done

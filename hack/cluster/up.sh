@@ -32,7 +32,7 @@ healthy() {
 	if [[ $CLUSTER_DNS == 1 ]]; then
 		kc -n kube-system rollout status deploy/coredns --timeout=5s >/dev/null 2>&1
 	else
-		! kc -n kube-system get deploy coredns >/dev/null 2>&1
+		if kc -n kube-system get deploy coredns >/dev/null 2>&1; then return 1; fi
 	fi
 }
 if healthy; then
