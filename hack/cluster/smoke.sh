@@ -5,8 +5,8 @@
 #      Service (manifests/smoke.yaml);
 #   3. wait until the Deployment is Ready;
 #   4. from inside the netns, GET every pod IP and expect "hello from POD";
-#   5. GET the Service's ClusterIP until kube-proxy routes it, then 30 more
-#      times and expect at least two different pods to answer;
+#   5. GET the Service's ClusterIP until kube-proxy routes it, then until
+#      every pod has answered through it (at most 200 requests);
 #   6. run a probe pod that reaches the API server through the kubernetes
 #      Service with its service-account token (expects the server to see
 #      system:serviceaccount:smoke:default) and the Service from inside a pod;
@@ -54,14 +54,18 @@ phase "Service reachable through kube-proxy"
 svc=$(kc -n "$ns" get svc hello -o jsonpath='{.spec.clusterIP}')
 [[ -n $svc ]] || fail "service hello has no ClusterIP"
 waitfor "http://$svc/ to answer" 60 "${NSENTER[@]}" curl -sf --max-time 1 "http://$svc/" || fail "service $svc unreachable"
+# Every pod must answer through the Service: kube-proxy may still be adding
+# the last endpoints, so send up to 200 requests, stopping once all 3 answered.
 declare -A seen=()
-for i in $(seq 1 30); do
-	got=$(ncurl "http://$svc/") || fail "GET http://$svc/ failed on try $i"
+tries=0
+while ((${#seen[@]} < 3 && tries < 200)); do
+	tries=$((tries + 1))
+	got=$(ncurl "http://$svc/") || fail "GET http://$svc/ failed on try $tries"
 	[[ $got == "hello from hello-"* ]] || fail "service answered '$got'"
 	seen[${got#hello from }]=1
 done
-((${#seen[@]} >= 2)) || fail "30 requests to the Service all reached one pod (${!seen[*]})"
-echo "smoke: service $svc spread 30 requests over ${#seen[@]} pods: ${!seen[*]}"
+((${#seen[@]} == 3)) || fail "$tries requests to the Service reached only ${#seen[@]} pods (${!seen[*]})"
+echo "smoke: service $svc reached all 3 pods in $tries requests"
 
 phase "probe pod: API server and Service"
 urls="\"http://$svc/\""
