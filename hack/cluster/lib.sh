@@ -160,9 +160,11 @@ cluster_pids() {
 }
 
 # own_pids prints every process of this cluster, whatever started it: those
-# in the cluster's network namespace or cgroup, and those whose command line
-# names the state dir. Three forks in all, however many processes run.
+# in the cluster's network namespace or cgroup, and cluster daemons, shims
+# and runc whose command line names the state dir (a user's `tail` of a log
+# is not the cluster's). A few forks in all, however many processes run.
 own_pids() {
+	local p argv0 name
 	{
 		if [[ -f $HOST/netns.inode ]]; then
 			find /proc/[0-9]*/ns/net -maxdepth 0 -printf '%p %l\n' 2>/dev/null |
@@ -170,6 +172,11 @@ own_pids() {
 		fi
 		# Patterns come from a file so grep's own command line never matches.
 		grep -ls -f <(echo ":/$CGROUP\(/\|\$\)") /proc/[0-9]*/cgroup 2>/dev/null | cut -d/ -f3
-		grep -lasF -f <(echo "$STATE/") /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3
+		for p in $(grep -lasF -f <(echo "$STATE/") /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3); do
+			argv0=
+			{ IFS= read -r -d '' argv0 <"/proc/$p/cmdline"; } 2>/dev/null
+			name=${argv0##*/}
+			[[ " ${DAEMONS[*]} containerd-shim-runc-v2 runc " == *" $name "* ]] && echo "$p"
+		done
 	} | sort -un | grep -vx -e "$$" -e "$BASHPID" || true
 }
