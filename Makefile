@@ -87,6 +87,20 @@ test: verify vet envtest chromium ## Everything CI checks: generated files, vet,
 bench: ## Run the benchmarks and print figures (see docs/benchmarks.md).
 	hack/bench.sh
 
+##@ Local cluster (hack/cluster; root; see hack/cluster/README.md)
+
+.PHONY: cluster-up
+cluster-up: ## Build what is missing and bring up a single-node cluster in a private netns (idempotent).
+	hack/cluster/up.sh
+
+.PHONY: cluster-down
+cluster-down: ## Tear the local cluster down and fail if anything is left (idempotent).
+	hack/cluster/down.sh
+
+.PHONY: cluster-smoke
+cluster-smoke: ## Import an image, run a Deployment and reach it through a Service on the local cluster.
+	hack/cluster/smoke.sh
+
 ##@ Deployment (needs kubectl and a cluster)
 
 .PHONY: install
