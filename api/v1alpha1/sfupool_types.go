@@ -237,8 +237,9 @@ type TURNSpec struct {
 
 // TURNListener is one protocol and port the TURN service listens on.
 type TURNListener struct {
-	// Name identifies the listener and names its Service port.
-	// +kubebuilder:validation:Pattern=`^[a-z]([-a-z0-9]{0,13}[a-z0-9])?$`
+	// Name identifies the listener and names its Service port (the container
+	// port is "turn-<name>", hence at most 10 characters).
+	// +kubebuilder:validation:Pattern=`^[a-z]([-a-z0-9]{0,8}[a-z0-9])?$`
 	Name string `json:"name"`
 
 	// Protocol is UDP, TCP or TLS.
