@@ -17,7 +17,7 @@ import (
 // reports again is re-baselined instead of counted twice.
 type AppState struct {
 	// Month is the UTC calendar month the totals belong to, "2006-01".
-	Month string `json:"month"`
+	Month  string `json:"month"`
 	Totals Totals `json:"totals"`
 	// Previous holds the last month's totals after a rollover.
 	Previous *MonthTotals `json:"previous,omitempty"`
