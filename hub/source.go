@@ -56,11 +56,14 @@ type SourceOptions struct {
 }
 
 // Source merges the two config channels of a pod. Rules:
-//   - the hub's answer is applied whenever it differs from the current one;
-//   - a changed file is applied only while the hub is not answering (or
-//     has never answered), because the kubelet syncs the Secret volume up
-//     to a minute or more after the hub has served the same rendering, and
-//     an older file must never replace a newer hub answer;
+//   - the hub's answer is applied whenever it differs from the current one
+//     (and, when both carry a Serial, is not older);
+//   - the mounted file is applied at start, and afterwards only while the
+//     hub is not answering, and only if its content changed since the
+//     hub's last answer and it is not older by Serial. The kubelet syncs a
+//     Secret volume up to a minute or more after the hub served the same
+//     rendering; an unchanged or older file must never replace a newer hub
+//     answer;
 //   - an invalid rendering from either side is logged and skipped; the pod
 //     keeps serving its last valid configuration.
 //
@@ -72,9 +75,11 @@ type Source struct {
 	mu        sync.Mutex
 	cur       Update
 	etag      string
-	fileHash  [32]byte
 	hubOK     bool
 	replicas  int
+	fileHash  [32]byte // content last read from the file
+	hubFile   [32]byte // file content when the hub last answered 200
+	pending   *config.Pod
 	callbacks sync.Mutex
 }
 
@@ -144,14 +149,31 @@ func (s *Source) checkFile() {
 		return
 	}
 	s.fileHash = sum
-	hubOK := s.hubOK
 	s.mu.Unlock()
-	if hubOK {
-		return
-	}
 	p, err := config.Parse(data)
 	if err != nil {
 		s.o.Logger.Error("pod config file invalid; keeping the last config", "path", s.o.File, "err", err)
+		return
+	}
+	s.mu.Lock()
+	s.pending = p
+	s.mu.Unlock()
+	s.considerFile()
+}
+
+// considerFile applies the pending file content if the rules allow.
+func (s *Source) considerFile() {
+	s.mu.Lock()
+	p := s.pending
+	if p == nil || s.hubOK {
+		s.mu.Unlock()
+		return
+	}
+	s.pending = nil
+	stale := s.cur.Config != nil && (s.fileHash == s.hubFile && s.cur.From == FromHub ||
+		p.Serial > 0 && s.cur.Config.Serial > p.Serial)
+	s.mu.Unlock()
+	if stale {
 		return
 	}
 	s.apply(p, -1, FromFile)
@@ -180,16 +202,22 @@ func (s *Source) apply(p *config.Pod, replicas int, from string) {
 	}
 }
 
+// hubHealthy reports whether the last hub exchange succeeded.
+func (s *Source) hubHealthy() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.hubOK
+}
+
 func (s *Source) setHubOK(ok bool) {
 	s.mu.Lock()
 	was := s.hubOK
 	s.hubOK = ok
-	if !ok && was {
-		// The file is not re-applied now: unchanged, it is at most as new
-		// as what the hub served. Only a file change is followed.
-		s.o.Logger.Warn("config hub unreachable; following the mounted file", "pool", s.o.Pool)
-	}
 	s.mu.Unlock()
+	if !ok && was {
+		s.o.Logger.Warn("config hub unreachable; following the mounted file", "pool", s.o.Pool)
+		s.considerFile()
+	}
 }
 
 func (s *Source) followHub(ctx context.Context) {
@@ -259,8 +287,15 @@ func (s *Source) pollHub(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	s.etag = etag
+	s.hubFile = s.fileHash
+	older := s.cur.Config != nil && doc.Config.Serial > 0 && s.cur.Config.Serial > doc.Config.Serial
 	s.mu.Unlock()
 	s.setHubOK(true)
+	if older {
+		s.o.Logger.Warn("config from hub older than the one in use; keeping it", "pool", s.o.Pool,
+			"hubSerial", doc.Config.Serial, "serial", s.Current().Config.Serial)
+		return nil
+	}
 	s.apply(doc.Config, doc.ReadyReplicas, FromHub)
 	return nil
 }
