@@ -258,4 +258,3 @@ func (m *MemoryApps) List() []AdminApp {
 	sort.Slice(out, func(i, j int) bool { return out[i].AppID < out[j].AppID })
 	return out
 }
-
