@@ -256,6 +256,11 @@ func TestBillableGBAndCostAfterTheSharedFreeTier(t *testing.T) {
 	if c := DefaultBilling.CostMicroUSD(1 << 62); c <= 0 {
 		t.Fatalf("cost of 2^62 bytes overflowed: %d", c)
 	}
+	for n, want := range map[int64]string{0: "0", 999_999: "0", 2_500_000_000: "2.5", 12_345_678_901: "12.345", 7_000_000_000: "7"} {
+		if got := FormatGB(n); got != want {
+			t.Errorf("FormatGB(%d) = %q, want %q", n, got, want)
+		}
+	}
 	for n, want := range map[int64]string{0: "0 B", 999: "999 B", 1500: "1.50 kB", 12_345_678_901: "12.3 GB", 123_456_789_012_345: "123 TB"} {
 		if got := FormatBytes(n); got != want {
 			t.Errorf("FormatBytes(%d) = %q, want %q", n, got, want)

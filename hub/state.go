@@ -125,3 +125,21 @@ func FormatUSD(micro int64) string {
 	cents := (micro + 5000) / 10000
 	return fmt.Sprintf("$%d.%02d", cents/100, cents%100)
 }
+
+// FormatGB renders bytes as decimal GB (10^9 bytes) with up to three
+// decimals, truncated: 2_500_000_000 → "2.5", 12_345_678_901 → "12.345".
+func FormatGB(n int64) string {
+	if n < 0 {
+		n = 0
+	}
+	whole := n / bytesPerGB
+	milli := (n % bytesPerGB) / 1_000_000
+	if milli == 0 {
+		return fmt.Sprintf("%d", whole)
+	}
+	s := fmt.Sprintf("%d.%03d", whole, milli)
+	for s[len(s)-1] == '0' {
+		s = s[:len(s)-1]
+	}
+	return s
+}

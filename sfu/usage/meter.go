@@ -353,3 +353,15 @@ func (m *Meter) Snapshot() []AppReport {
 	}
 	return out
 }
+
+// TURNMeter adapts a Meter to the TURN server's per-app meter hooks
+// (AddEgress/AddIngress with uint64 byte counts). The TURN server must not
+// pass bytes of allocations whose peer is one of the pool's SFU media
+// endpoints: the SFU counts those (docs/metering.md, "counted once").
+type TURNMeter struct{ M *Meter }
+
+// AddEgress counts bytes sent to a TURN client as source "turn".
+func (t TURNMeter) AddEgress(appID string, n uint64) { t.M.App(appID).egressTURN.Add(n) }
+
+// AddIngress counts bytes received from a TURN client.
+func (t TURNMeter) AddIngress(appID string, n uint64) { t.M.App(appID).ingress.Add(n) }

@@ -57,6 +57,20 @@ func TestConcurrentAddsAreCountedExactly(t *testing.T) {
 	}
 }
 
+func TestTURNMeterCountsTURNSource(t *testing.T) {
+	m := NewMeter(nil)
+	m.SetApps([]string{appA})
+	tm := TURNMeter{M: m}
+	tm.AddEgress(appA, 1500)
+	tm.AddIngress(appA, 40)
+	tm.AddEgress("not-served", 7)
+	c := m.Snapshot()
+	if len(c) != 2 || c[0].Counters.EgressTURNBytes != 1500 || c[0].Counters.EgressSFUBytes != 0 ||
+		c[0].Counters.IngressBytes != 40 || c[1].App != UnknownApp || c[1].Counters.EgressTURNBytes != 7 {
+		t.Fatalf("snapshot %+v", c)
+	}
+}
+
 func TestUndeclaredAppIDsShareTheUnknownBucket(t *testing.T) {
 	m := NewMeter(nil)
 	m.SetApps([]string{appA})
