@@ -146,6 +146,22 @@ switchboard_tracks{app="0123456789abcdef0123456789abcdef"} 2
 	}
 }
 
+func TestTrafficCollectorExportsOnlyByteCounters(t *testing.T) {
+	m := NewMeter(nil)
+	m.SetApps([]string{appA})
+	m.App(appA).AddEgressSFU(9)
+	m.App(appA).CountRequest(200)
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(m.TrafficCollector())
+	n, err := testutil.GatherAndCount(reg)
+	if err != nil || n != 3 {
+		t.Fatalf("traffic collector gathered %d series (%v), want egress sfu, egress turn, ingress", n, err)
+	}
+	if c, _ := testutil.GatherAndCount(reg, MetricAPIRequests); c != 0 {
+		t.Fatalf("traffic collector exported %d request series", c)
+	}
+}
+
 func TestPerSecondHistoryCoversTheLastMinute(t *testing.T) {
 	clk := newFakeClock(t0)
 	m := NewMeter(clk.Now)

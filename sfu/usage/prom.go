@@ -32,14 +32,28 @@ var (
 
 // Collector exports a Meter's counters. It reads the atomics at scrape
 // time, so counting costs nothing extra on the hot path.
-type Collector struct{ m *Meter }
+type Collector struct {
+	m           *Meter
+	trafficOnly bool
+}
 
-// Collector returns the Prometheus collector of m; register it once.
+// Collector returns the Prometheus collector of all of m's metrics;
+// register it once.
 func (m *Meter) Collector() *Collector { return &Collector{m: m} }
+
+// TrafficCollector exports only the byte counters (egress and ingress),
+// for a process whose API layer already exports the request, rate-limit
+// and live gauges under the same names.
+func (m *Meter) TrafficCollector() *Collector { return &Collector{m: m, trafficOnly: true} }
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descEgress, descIngress, descRequests, descLimited, descSessions, descTracks} {
+	ch <- descEgress
+	ch <- descIngress
+	if c.trafficOnly {
+		return
+	}
+	for _, d := range []*prometheus.Desc{descRequests, descLimited, descSessions, descTracks} {
 		ch <- d
 	}
 }
@@ -50,6 +64,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descEgress, prometheus.CounterValue, float64(a.egressSFU.Load()), a.id, string(SourceSFU))
 		ch <- prometheus.MustNewConstMetric(descEgress, prometheus.CounterValue, float64(a.egressTURN.Load()), a.id, string(SourceTURN))
 		ch <- prometheus.MustNewConstMetric(descIngress, prometheus.CounterValue, float64(a.ingress.Load()), a.id)
+		if c.trafficOnly {
+			continue
+		}
 		for i := range a.requests {
 			if v := a.requests[i].Load(); v > 0 {
 				ch <- prometheus.MustNewConstMetric(descRequests, prometheus.CounterValue, float64(v), a.id, codeLabels[i])
