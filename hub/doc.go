@@ -2,8 +2,11 @@
 // the HTTP endpoints SFU and TURN pods talk to, the Ledger that turns their
 // cumulative usage reports into per-app monthly usage without losing or
 // double counting bytes, and the ConfigStore that serves each pool's
-// rendered sfu/config.Pod for fast pickup. It also holds the pod side of
-// config down (Source: mounted file plus hub long-poll).
+// rendered sfu/config.Pod for fast pickup, and the admin API
+// (/admin/apps/{appId}) over an AppStore. It also holds the pod side:
+// Source (config from the mounted file plus a hub long-poll) and Agent
+// (Source, rate limiters, usage meter, request middleware and reporter in
+// one piece for `switchboard sfu` and `switchboard turn`).
 //
 // The Ledger's durable state is AppState, which the operator persists in
 // CallsApp status and hands back with Restore after a manager restart; see
