@@ -238,5 +238,4 @@ func sessionOf(path string) (string, bool) {
 	return parts[0] + "/" + parts[2], true
 }
 
-
 var unknownClient = netip.IPv6Unspecified()
