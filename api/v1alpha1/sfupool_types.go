@@ -297,11 +297,11 @@ type SFUPoolStatus struct {
 
 	// DesiredReplicas is the number of SFU pods the pool aims for.
 	// +optional
-	DesiredReplicas int32 `json:"desiredReplicas,omitempty"`
+	DesiredReplicas int32 `json:"desiredReplicas"`
 
 	// ReadyReplicas is the number of SFU pods ready to take sessions.
 	// +optional
-	ReadyReplicas int32 `json:"readyReplicas,omitempty"`
+	ReadyReplicas int32 `json:"readyReplicas"`
 
 	// DrainingReplicas is the number of SFU pods stopping: they keep their
 	// sessions up to the drain timeout and take no new ones.
@@ -310,7 +310,7 @@ type SFUPoolStatus struct {
 
 	// Sessions is the number of live sessions across the pool's pods.
 	// +optional
-	Sessions int64 `json:"sessions,omitempty"`
+	Sessions int64 `json:"sessions"`
 
 	// Endpoint is the base URL of the session API (spec.api.url, or the
 	// in-cluster Service URL).
