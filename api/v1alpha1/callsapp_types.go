@@ -181,7 +181,7 @@ type CallsAppStatus struct {
 
 	// Live is the app's current load across the pool.
 	// +optional
-	Live LiveStatus `json:"live,omitempty"`
+	Live *LiveStatus `json:"live,omitempty"`
 
 	// Usage is the app's metered traffic for the current calendar month (UTC).
 	// +optional

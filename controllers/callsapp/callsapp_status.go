@@ -30,6 +30,10 @@ func setStatus(s *scope, ok bool) {
 	if s.pool != nil && st.AppID != "" {
 		st.Endpoint = render.AppEndpoint(s.pool, st.AppID)
 	}
+	if st.Live == nil {
+		// Pod reports fill it; show 0 until then.
+		st.Live = &v1alpha1.LiveStatus{}
+	}
 	if st.Rate == nil {
 		st.Rate = &v1alpha1.RateStatus{}
 	}
@@ -58,12 +62,12 @@ func setReadyCondition(s *scope) {
 	case !s.rendered:
 		c.Reason = v1alpha1.ReasonConfigPending
 		c.Message = fmt.Sprintf("SFUPool %q has not rendered the app into its configuration yet", s.pool.Name)
-	case s.pool.Status.ReadyReplicas == 0:
+	case ptr.Deref(s.pool.Status.ReadyReplicas, 0) == 0:
 		c.Reason = v1alpha1.ReasonPoolNotReady
 		c.Message = fmt.Sprintf("SFUPool %q has no ready SFU pod", s.pool.Name)
 	default:
 		c.Status, c.Reason = metav1.ConditionTrue, v1alpha1.ReasonServing
-		c.Message = fmt.Sprintf("served by SFUPool %q (%d SFU pods ready)", s.pool.Name, s.pool.Status.ReadyReplicas)
+		c.Message = fmt.Sprintf("served by SFUPool %q (%d SFU pods ready)", s.pool.Name, ptr.Deref(s.pool.Status.ReadyReplicas, 0))
 	}
 	meta.SetStatusCondition(&app.Status.Conditions, c)
 }

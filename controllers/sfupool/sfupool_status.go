@@ -24,8 +24,13 @@ func setStatus(s *scope, ok bool) {
 		st.ConfigVersion = s.podConfig.Version
 		st.Apps = int32(len(s.podConfig.Apps))
 	}
-	st.DesiredReplicas = desiredReplicas(s)
-	st.ReadyReplicas, st.DrainingReplicas, st.Pods = podStatus(s, st.Pods)
+	desired := desiredReplicas(s)
+	ready, draining, pods := podStatus(s, st.Pods)
+	st.DesiredReplicas, st.ReadyReplicas, st.DrainingReplicas, st.Pods = &desired, &ready, draining, pods
+	if st.Sessions == nil {
+		// Pod reports (the fleet hub) fill it; show 0 until then.
+		st.Sessions = ptr.To(int64(0))
+	}
 
 	setReadyCondition(s)
 	setProgressingCondition(s)
@@ -88,23 +93,23 @@ func podReady(p *corev1.Pod) bool {
 }
 
 func setReadyCondition(s *scope) {
-	st := &s.pool.Status
+	desired, ready := ptr.Deref(s.pool.Status.DesiredReplicas, 0), ptr.Deref(s.pool.Status.ReadyReplicas, 0)
 	c := metav1.Condition{Type: v1alpha1.ReadyCondition, ObservedGeneration: s.pool.Generation}
 	switch {
-	case st.DesiredReplicas == 0:
+	case desired == 0:
 		c.Status, c.Reason, c.Message = metav1.ConditionFalse, v1alpha1.ReasonScaledToZero, "the pool has no SFU pods by request"
-	case st.ReadyReplicas >= st.DesiredReplicas:
+	case ready >= desired:
 		c.Status, c.Reason = metav1.ConditionTrue, v1alpha1.ReasonPodsReady
-		c.Message = fmt.Sprintf("%d of %d SFU pods ready", st.ReadyReplicas, st.DesiredReplicas)
+		c.Message = fmt.Sprintf("%d of %d SFU pods ready", ready, desired)
 	default:
 		c.Status, c.Reason = metav1.ConditionFalse, v1alpha1.ReasonPodsNotReady
-		c.Message = fmt.Sprintf("%d of %d SFU pods ready", st.ReadyReplicas, st.DesiredReplicas)
+		c.Message = fmt.Sprintf("%d of %d SFU pods ready", ready, desired)
 	}
-	meta.SetStatusCondition(&st.Conditions, c)
+	meta.SetStatusCondition(&s.pool.Status.Conditions, c)
 }
 
 func setProgressingCondition(s *scope) {
-	st := &s.pool.Status
+	desired, ready := ptr.Deref(s.pool.Status.DesiredReplicas, 0), ptr.Deref(s.pool.Status.ReadyReplicas, 0)
 	c := metav1.Condition{Type: v1alpha1.ProgressingCondition, ObservedGeneration: s.pool.Generation}
 	sts := s.sts
 	switch {
@@ -112,14 +117,14 @@ func setProgressingCondition(s *scope) {
 		c.Status, c.Reason, c.Message = metav1.ConditionTrue, v1alpha1.ReasonRollingOut, "the SFU StatefulSet is being created"
 	case sts.Status.ObservedGeneration < sts.Generation,
 		sts.Status.UpdateRevision != sts.Status.CurrentRevision,
-		sts.Status.UpdatedReplicas < st.DesiredReplicas,
-		st.ReadyReplicas < st.DesiredReplicas:
+		sts.Status.UpdatedReplicas < desired,
+		ready < desired:
 		c.Status, c.Reason = metav1.ConditionTrue, v1alpha1.ReasonRollingOut
-		c.Message = fmt.Sprintf("%d of %d SFU pods updated, %d ready", sts.Status.UpdatedReplicas, st.DesiredReplicas, st.ReadyReplicas)
+		c.Message = fmt.Sprintf("%d of %d SFU pods updated, %d ready", sts.Status.UpdatedReplicas, desired, ready)
 	default:
 		c.Status, c.Reason, c.Message = metav1.ConditionFalse, v1alpha1.ReasonRolledOut, "every SFU pod runs the current template"
 	}
-	meta.SetStatusCondition(&st.Conditions, c)
+	meta.SetStatusCondition(&s.pool.Status.Conditions, c)
 }
 
 func setDegradedCondition(s *scope) {

@@ -185,7 +185,7 @@ func TestPoolCreatesEveryChildWithOwnerReferencesPortsProbesAndSecurity(t *testi
 			return err
 		}
 		st := pool.Status
-		if st.ObservedGeneration != pool.Generation || st.DesiredReplicas != 2 || st.Endpoint != "http://demo-api."+ns+".svc" ||
+		if st.ObservedGeneration != pool.Generation || ptr.Deref(st.DesiredReplicas, 0) != 2 || st.Endpoint != "http://demo-api."+ns+".svc" ||
 			st.ConfigVersion != parsed.Version {
 			return fmt.Errorf("status %+v", st)
 		}
