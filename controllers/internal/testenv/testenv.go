@@ -23,6 +23,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/switchboard-rtc/switchboard/controllers"
+	"github.com/switchboard-rtc/switchboard/controllers/index"
 )
 
 // Env is one running API server with the CRDs installed.
@@ -119,21 +120,40 @@ func (e *Env) Namespace(t testing.TB) string {
 // returns the manager's (cached) client.
 func (e *Env) StartManager(t testing.TB, ns string) client.Client {
 	t.Helper()
+	c, _ := e.start(t, ns, true)
+	return c
+}
+
+// StartCache runs a manager for namespace ns with the field indexes but no
+// controllers, for tests that call Reconcile themselves. It returns the
+// cached client and the API reader.
+func (e *Env) StartCache(t testing.TB, ns string) (client.Client, client.Reader) {
+	t.Helper()
+	return e.start(t, ns, false)
+}
+
+func (e *Env) start(t testing.TB, ns string, withControllers bool) (client.Client, client.Reader) {
+	t.Helper()
 	mgr, err := ctrl.NewManager(e.Config, ctrl.Options{
 		Scheme:  e.Scheme,
 		Cache:   controllers.CacheOptions(ns),
 		Metrics: metricsserver.Options{BindAddress: "0"},
 		Logger:  log.Log.WithName(t.Name()),
-		// Several managers share one process: keep controller names unique.
+		// Several managers share one process: allow repeated controller names.
 		Controller: controllerConfig(),
 	})
 	if err != nil {
 		t.Fatalf("new manager: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	if err := controllers.Setup(ctx, mgr); err != nil {
+	if withControllers {
+		err = controllers.Setup(ctx, mgr)
+	} else {
+		err = index.Setup(ctx, mgr.GetFieldIndexer())
+	}
+	if err != nil {
 		cancel()
-		t.Fatalf("setup controllers: %v", err)
+		t.Fatalf("setup: %v", err)
 	}
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -150,5 +170,5 @@ func (e *Env) StartManager(t testing.TB, ns string) client.Client {
 	if !mgr.GetCache().WaitForCacheSync(ctx) {
 		t.Fatal("cache did not sync")
 	}
-	return mgr.GetClient()
+	return mgr.GetClient(), mgr.GetAPIReader()
 }
