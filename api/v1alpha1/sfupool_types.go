@@ -295,13 +295,15 @@ type SFUPoolStatus struct {
 	// +optional
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 
-	// DesiredReplicas is the number of SFU pods the pool aims for.
+	// DesiredReplicas is the number of SFU pods the pool aims for. The
+	// counters of this status are pointers so that a zero is written (and
+	// shown by kubectl get) rather than left out.
 	// +optional
-	DesiredReplicas int32 `json:"desiredReplicas,omitempty"`
+	DesiredReplicas *int32 `json:"desiredReplicas,omitempty"`
 
 	// ReadyReplicas is the number of SFU pods ready to take sessions.
 	// +optional
-	ReadyReplicas int32 `json:"readyReplicas,omitempty"`
+	ReadyReplicas *int32 `json:"readyReplicas,omitempty"`
 
 	// DrainingReplicas is the number of SFU pods stopping: they keep their
 	// sessions up to the drain timeout and take no new ones.
@@ -310,7 +312,7 @@ type SFUPoolStatus struct {
 
 	// Sessions is the number of live sessions across the pool's pods.
 	// +optional
-	Sessions int64 `json:"sessions,omitempty"`
+	Sessions *int64 `json:"sessions,omitempty"`
 
 	// Endpoint is the base URL of the session API (spec.api.url, or the
 	// in-cluster Service URL).

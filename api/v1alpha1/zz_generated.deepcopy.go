@@ -190,7 +190,11 @@ func (in *CallsAppStatus) DeepCopyInto(out *CallsAppStatus) {
 			(*in)[i].DeepCopyInto(&(*out)[i])
 		}
 	}
-	out.Live = in.Live
+	if in.Live != nil {
+		in, out := &in.Live, &out.Live
+		*out = new(LiveStatus)
+		**out = **in
+	}
 	if in.Usage != nil {
 		in, out := &in.Usage, &out.Usage
 		*out = new(UsageStatus)
@@ -422,6 +426,21 @@ func (in *SFUPoolStatus) DeepCopyInto(out *SFUPoolStatus) {
 		for i := range *in {
 			(*in)[i].DeepCopyInto(&(*out)[i])
 		}
+	}
+	if in.DesiredReplicas != nil {
+		in, out := &in.DesiredReplicas, &out.DesiredReplicas
+		*out = new(int32)
+		**out = **in
+	}
+	if in.ReadyReplicas != nil {
+		in, out := &in.ReadyReplicas, &out.ReadyReplicas
+		*out = new(int32)
+		**out = **in
+	}
+	if in.Sessions != nil {
+		in, out := &in.Sessions, &out.Sessions
+		*out = new(int64)
+		**out = **in
 	}
 	if in.TURNURLs != nil {
 		in, out := &in.TURNURLs, &out.TURNURLs
