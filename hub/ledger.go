@@ -47,6 +47,9 @@ type LedgerOptions struct {
 	FinalTTL time.Duration
 	// MaxWatermarks bounds the watermarks kept per app.
 	MaxWatermarks int
+	// OnChange, if set, is called after a report changed an app's usage,
+	// outside the ledger's lock (e.g. to enqueue the CallsApp reconcile).
+	OnChange func(appID string)
 }
 
 // Ledger turns pod usage reports into per-app monthly usage. Safe for
@@ -207,11 +210,22 @@ func (l *Ledger) Apply(r usage.Report) (ApplyResult, error) {
 	if err := validate(&r); err != nil {
 		return ApplyResult{}, err
 	}
+	res, changed, err := l.apply(r)
+	if l.o.OnChange != nil {
+		for _, id := range changed {
+			l.o.OnChange(id)
+		}
+	}
+	return res, err
+}
+
+func (l *Ledger) apply(r usage.Report) (ApplyResult, []string, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if !l.ready {
-		return ApplyResult{}, ErrNotReady
+		return ApplyResult{}, nil, ErrNotReady
 	}
+	var changed []string
 	now := l.o.Clock()
 	key := bootKey{r.Pod, r.BootID}
 	res := ApplyResult{Duplicate: true}
@@ -234,10 +248,11 @@ func (l *Ledger) Apply(r usage.Report) (ApplyResult, error) {
 		if !dup {
 			res.Duplicate = false
 			l.applyGauges(a, key, r, ar, now)
+			changed = append(changed, ar.App)
 		}
 	}
 	l.notePod(r, podEgress, podSessions, podTracks, now)
-	return res, nil
+	return res, changed, nil
 }
 
 func toTotals(c usage.Counters) Totals {

@@ -399,6 +399,23 @@ func TestPodStatusShowsEgressRate(t *testing.T) {
 	}
 }
 
+func TestLedgerNotifiesChangedAppsOnly(t *testing.T) {
+	clk := newFakeClock(t0)
+	testClock = clk
+	var got []string
+	l := NewLedger(LedgerOptions{Clock: clk.Now, OnChange: func(id string) { got = append(got, id) }})
+	l.SetApp(appA, DefaultBilling)
+	l.SetApp(appB, DefaultBilling)
+	l.SetReady()
+	b := newBoot("sfu-0", "a", t0)
+	r := b.report(false, app(appA, 1, 0, 0), app(appB, 2, 0, 0), app("ffffffffffffffffffffffffffffffff", 3, 0, 0))
+	mustApply(t, l, r)
+	mustApply(t, l, r) // duplicate: no notification
+	if len(got) != 2 || got[0] != appA || got[1] != appB {
+		t.Fatalf("notified %v, want [%s %s] once", got, appA, appB)
+	}
+}
+
 func TestMalformedReportsAreRefused(t *testing.T) {
 	l := readyLedger(newFakeClock(t0), appA)
 	for _, r := range []usage.Report{{BootID: "x", Seq: 1}, {Pod: "p", Seq: 1}, {Pod: "p", BootID: "x"}} {
