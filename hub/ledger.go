@@ -60,9 +60,10 @@ type LedgerOptions struct {
 type Ledger struct {
 	o LedgerOptions
 
-	mu    sync.Mutex
-	ready bool
-	apps  map[string]*appLedger
+	mu      sync.Mutex
+	ready   bool
+	readyAt time.Time
+	apps    map[string]*appLedger
 	pods  map[string]*podView // by pod name
 }
 
@@ -160,7 +161,9 @@ func (l *Ledger) RemoveApp(appID string) {
 // SetReady opens the ledger to reports once every app is restored.
 func (l *Ledger) SetReady() {
 	l.mu.Lock()
-	l.ready = true
+	if !l.ready {
+		l.ready, l.readyAt = true, l.o.Clock()
+	}
 	l.mu.Unlock()
 }
 
@@ -353,14 +356,17 @@ func (l *Ledger) boundMarks(a *appLedger, now time.Time, keep bootKey) {
 		delete(a.live, k)
 	}
 	for k, w := range a.marks {
-		if k == keep {
+		if k == keep || !l.ready {
 			continue
 		}
 		ttl := l.o.WatermarkTTL
 		if w.Final {
 			ttl = l.o.FinalTTL
 		}
-		if now.Unix()-w.LastSeen > int64(ttl/time.Second) {
+		// Silence is counted from when this ledger became ready at the
+		// earliest: pods could not report while no manager was ready, and
+		// forgetting them for it would lose their usage of the outage.
+		if now.Unix()-max(w.LastSeen, l.readyAt.Unix()) > int64(ttl/time.Second) {
 			evict(k, w)
 		}
 	}

@@ -176,6 +176,27 @@ func TestManagerRestartResumesFromPersistedStateWithoutLossOrDoubleCount(t *test
 	}
 }
 
+// A manager down for longer than the watermark TTL must not forget the
+// pods that kept running (and counting) meanwhile.
+func TestLongManagerOutageDoesNotForgetLivePods(t *testing.T) {
+	clk := newFakeClock(t0)
+	l1 := readyLedger(clk, appA)
+	a := newBoot("sfu-0", "a", t0)
+	mustApply(t, l1, a.report(false, app(appA, 1000, 0, 0)))
+	st, _ := l1.State(appA)
+	clk.Advance(3 * time.Hour)
+	l2 := NewLedger(LedgerOptions{Clock: clk.Now})
+	l2.Restore(appA, roundTrip(t, st), DefaultBilling)
+	if st2, _ := l2.State(appA); len(st2.Watermarks) != 1 {
+		t.Fatalf("restored state lost its watermark before ready: %+v", st2)
+	}
+	l2.SetReady()
+	// Another pod reports first, which runs the eviction sweep.
+	mustApply(t, l2, newBoot("sfu-1", "b", clk.Now()).report(false, app(appA, 5, 0, 0)))
+	mustApply(t, l2, a.report(false, app(appA, 9000, 0, 0)))
+	wantTotals(t, l2, appA, 9005, 0, 0)
+}
+
 func TestReportForAnUndeclaredAppIsCountedOnceTheAppExists(t *testing.T) {
 	clk := newFakeClock(t0)
 	l := readyLedger(clk, appA)
