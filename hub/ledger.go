@@ -64,7 +64,7 @@ type Ledger struct {
 	ready   bool
 	readyAt time.Time
 	apps    map[string]*appLedger
-	pods  map[string]*podView // by pod name
+	pods    map[string]*podView // by pod name
 }
 
 type bootKey struct{ pod, boot string }
