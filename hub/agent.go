@@ -31,6 +31,10 @@ type AgentOptions struct {
 	// SessionLimit makes Middleware enforce the per-session limit too
 	// (for API servers that do not enforce it themselves).
 	SessionLimit bool
+	// RefuseOverQuota makes Middleware answer sessions/new of an app whose
+	// monthly egress cap is reached (config.App.QuotaExceeded) with 403
+	// QuotaExceededBody; existing sessions are untouched.
+	RefuseOverQuota bool
 	// OnConfig is called after the agent applied a configuration, for the
 	// rest of the pod (apps, session limits, TURN keys).
 	OnConfig func(Update)
@@ -53,12 +57,18 @@ type Agent struct {
 	Limiter  *ratelimit.Limiter
 	Sessions *ratelimit.SessionLimiter
 
-	source   *Source
-	reporter *usage.Reporter
-	ident    atomic.Pointer[ratelimit.Identifier]
-	trusted  atomic.Pointer[ratelimit.TrustedProxies]
-	sessLim  atomic.Pointer[map[string]int]
+	source    *Source
+	reporter  *usage.Reporter
+	ident     atomic.Pointer[ratelimit.Identifier]
+	trusted   atomic.Pointer[ratelimit.TrustedProxies]
+	sessLim   atomic.Pointer[map[string]int]
+	overQuota atomic.Pointer[map[string]bool]
 }
+
+// QuotaExceededBody answers a new session of an app over its monthly
+// egress cap.
+const QuotaExceededBody = `{"errorCode":"quota_exceeded","errorDescription":"The app has reached its monthly egress cap; ` +
+	`existing sessions keep running, new sessions are refused until the cap is raised or the month ends"}`
 
 // ErrNoConfig is returned when the pod has no configuration to start from.
 var ErrNoConfig = errors.New("no pod configuration")
@@ -127,12 +137,17 @@ func (a *Agent) applyUpdate(u Update) {
 	limits := make(map[string]ratelimit.Limits, len(p.Apps))
 	ids := make([]string, 0, len(p.Apps))
 	sess := make(map[string]int, len(p.Apps))
+	over := map[string]bool{}
 	for _, app := range p.Apps {
 		l := ratelimit.LimitsFromConfig(app)
 		limits[app.ID] = l
 		ids = append(ids, app.ID)
 		sess[app.ID] = app.Sessions.CallsPerSecond
+		if app.QuotaExceeded {
+			over[app.ID] = true
+		}
 	}
+	a.overQuota.Store(&over)
 	a.Limiter.SetApps(limits)
 	a.Limiter.SetReplicas(u.ReadyReplicas)
 	a.Meter.SetApps(ids)
@@ -208,6 +223,13 @@ func (a *Agent) Middleware(next http.Handler) http.Handler {
 				}
 			}
 		}
+		if a.o.RefuseOverQuota && id.Authenticated && (*a.overQuota.Load())[id.AppID] && isNewSession(r) {
+			app.CountRequest(http.StatusForbidden)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusForbidden)
+			_, _ = w.Write([]byte(QuotaExceededBody))
+			return
+		}
 		rec := &statusRecorder{ResponseWriter: w}
 		next.ServeHTTP(rec, r)
 		if rec.code == 0 {
@@ -215,6 +237,10 @@ func (a *Agent) Middleware(next http.Handler) http.Handler {
 		}
 		app.CountRequest(rec.code)
 	})
+}
+
+func isNewSession(r *http.Request) bool {
+	return r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/sessions/new")
 }
 
 // sessionOf returns the session ID of a session-scoped Calls path and

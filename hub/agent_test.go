@@ -157,6 +157,31 @@ func TestAgentLimitsCountsAndReportsAPodsTraffic(t *testing.T) {
 	}
 }
 
+func TestAppOverItsEgressCapGetsNoNewSessionsButKeepsOldOnes(t *testing.T) {
+	cfg := agentConfig("", "v1", 100)
+	cfg.Apps[0].QuotaExceeded = true
+	file := filepath.Join(t.TempDir(), config.FileName)
+	b, _ := json.Marshal(cfg)
+	if err := os.WriteFile(file, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	agent, err := NewAgent(AgentOptions{ConfigFile: file, Pod: "sfu-0", RefuseOverQuota: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := httptest.NewServer(agent.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "{}")
+	})))
+	defer api.Close()
+	base := api.URL + "/v1/apps/" + appA
+	if code, body := call(t, "POST", base+"/sessions/new", "secret-a"); code != 403 || body != QuotaExceededBody {
+		t.Fatalf("new session over quota: %d %s", code, body)
+	}
+	if code, _ := call(t, "POST", base+"/sessions/s1/tracks/new", "secret-a"); code != 200 {
+		t.Fatalf("existing session over quota: %d, want 200", code)
+	}
+}
+
 func TestSessionCallsOutsideSessionsOrCleanupAreNotSessionLimited(t *testing.T) {
 	for path, want := range map[string]string{
 		"/v1/apps/a/sessions/new":                   "",

@@ -47,6 +47,9 @@ type LedgerOptions struct {
 	FinalTTL time.Duration
 	// MaxWatermarks bounds the watermarks kept per app.
 	MaxWatermarks int
+	// OnChange, if set, is called after a report changed an app's usage,
+	// outside the ledger's lock (e.g. to enqueue the CallsApp reconcile).
+	OnChange func(appID string)
 }
 
 // Ledger turns pod usage reports into per-app monthly usage. Safe for
@@ -57,10 +60,11 @@ type LedgerOptions struct {
 type Ledger struct {
 	o LedgerOptions
 
-	mu    sync.Mutex
-	ready bool
-	apps  map[string]*appLedger
-	pods  map[string]*podView // by pod name
+	mu      sync.Mutex
+	ready   bool
+	readyAt time.Time
+	apps    map[string]*appLedger
+	pods    map[string]*podView // by pod name
 }
 
 type bootKey struct{ pod, boot string }
@@ -157,7 +161,9 @@ func (l *Ledger) RemoveApp(appID string) {
 // SetReady opens the ledger to reports once every app is restored.
 func (l *Ledger) SetReady() {
 	l.mu.Lock()
-	l.ready = true
+	if !l.ready {
+		l.ready, l.readyAt = true, l.o.Clock()
+	}
 	l.mu.Unlock()
 }
 
@@ -207,11 +213,22 @@ func (l *Ledger) Apply(r usage.Report) (ApplyResult, error) {
 	if err := validate(&r); err != nil {
 		return ApplyResult{}, err
 	}
+	res, changed, err := l.apply(r)
+	if l.o.OnChange != nil {
+		for _, id := range changed {
+			l.o.OnChange(id)
+		}
+	}
+	return res, err
+}
+
+func (l *Ledger) apply(r usage.Report) (ApplyResult, []string, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if !l.ready {
-		return ApplyResult{}, ErrNotReady
+		return ApplyResult{}, nil, ErrNotReady
 	}
+	var changed []string
 	now := l.o.Clock()
 	key := bootKey{r.Pod, r.BootID}
 	res := ApplyResult{Duplicate: true}
@@ -234,10 +251,11 @@ func (l *Ledger) Apply(r usage.Report) (ApplyResult, error) {
 		if !dup {
 			res.Duplicate = false
 			l.applyGauges(a, key, r, ar, now)
+			changed = append(changed, ar.App)
 		}
 	}
 	l.notePod(r, podEgress, podSessions, podTracks, now)
-	return res, nil
+	return res, changed, nil
 }
 
 func toTotals(c usage.Counters) Totals {
@@ -338,14 +356,17 @@ func (l *Ledger) boundMarks(a *appLedger, now time.Time, keep bootKey) {
 		delete(a.live, k)
 	}
 	for k, w := range a.marks {
-		if k == keep {
+		if k == keep || !l.ready {
 			continue
 		}
 		ttl := l.o.WatermarkTTL
 		if w.Final {
 			ttl = l.o.FinalTTL
 		}
-		if now.Unix()-w.LastSeen > int64(ttl/time.Second) {
+		// Silence is counted from when this ledger became ready at the
+		// earliest: pods could not report while no manager was ready, and
+		// forgetting them for it would lose their usage of the outage.
+		if now.Unix()-max(w.LastSeen, l.readyAt.Unix()) > int64(ttl/time.Second) {
 			evict(k, w)
 		}
 	}

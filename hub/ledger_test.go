@@ -176,6 +176,27 @@ func TestManagerRestartResumesFromPersistedStateWithoutLossOrDoubleCount(t *test
 	}
 }
 
+// A manager down for longer than the watermark TTL must not forget the
+// pods that kept running (and counting) meanwhile.
+func TestLongManagerOutageDoesNotForgetLivePods(t *testing.T) {
+	clk := newFakeClock(t0)
+	l1 := readyLedger(clk, appA)
+	a := newBoot("sfu-0", "a", t0)
+	mustApply(t, l1, a.report(false, app(appA, 1000, 0, 0)))
+	st, _ := l1.State(appA)
+	clk.Advance(3 * time.Hour)
+	l2 := NewLedger(LedgerOptions{Clock: clk.Now})
+	l2.Restore(appA, roundTrip(t, st), DefaultBilling)
+	if st2, _ := l2.State(appA); len(st2.Watermarks) != 1 {
+		t.Fatalf("restored state lost its watermark before ready: %+v", st2)
+	}
+	l2.SetReady()
+	// Another pod reports first, which runs the eviction sweep.
+	mustApply(t, l2, newBoot("sfu-1", "b", clk.Now()).report(false, app(appA, 5, 0, 0)))
+	mustApply(t, l2, a.report(false, app(appA, 9000, 0, 0)))
+	wantTotals(t, l2, appA, 9005, 0, 0)
+}
+
 func TestReportForAnUndeclaredAppIsCountedOnceTheAppExists(t *testing.T) {
 	clk := newFakeClock(t0)
 	l := readyLedger(clk, appA)
@@ -396,6 +417,23 @@ func TestPodStatusShowsEgressRate(t *testing.T) {
 	p := l.Pods("calls/pool")
 	if len(p) != 1 || p[0].EgressBytesPerSecond != 1_000_000 || p[0].ConfigVersion != "v7" {
 		t.Fatalf("pods %+v, want 1 MB/s and config v7", p)
+	}
+}
+
+func TestLedgerNotifiesChangedAppsOnly(t *testing.T) {
+	clk := newFakeClock(t0)
+	testClock = clk
+	var got []string
+	l := NewLedger(LedgerOptions{Clock: clk.Now, OnChange: func(id string) { got = append(got, id) }})
+	l.SetApp(appA, DefaultBilling)
+	l.SetApp(appB, DefaultBilling)
+	l.SetReady()
+	b := newBoot("sfu-0", "a", t0)
+	r := b.report(false, app(appA, 1, 0, 0), app(appB, 2, 0, 0), app("ffffffffffffffffffffffffffffffff", 3, 0, 0))
+	mustApply(t, l, r)
+	mustApply(t, l, r) // duplicate: no notification
+	if len(got) != 2 || got[0] != appA || got[1] != appB {
+		t.Fatalf("notified %v, want [%s %s] once", got, appA, appB)
 	}
 }
 
