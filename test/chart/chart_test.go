@@ -94,10 +94,15 @@ func TestDefaultInstallRunsOneRestrictedOperatorWithLeaderElection(t *testing.T)
 		t.Errorf("args %q: want the manager subcommand first", c.Args)
 	}
 	for _, want := range []string{"--leader-elect=true", "--leader-election-namespace=" + namespace,
-		"--hub-url=http://sb-switchboard." + namespace + ".svc:8444"} {
+		"--metrics-bind-address=:8080", "--health-probe-bind-address=:8081"} {
 		if !slices.Contains(c.Args, want) {
 			t.Errorf("args %q lack %q", c.Args, want)
 		}
+	}
+	if !slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool {
+		return e.Name == "SWITCHBOARD_HUB_URL" && e.Value == "http://sb-switchboard."+namespace+".svc:8443"
+	}) {
+		t.Errorf("env %+v lacks the hub URL of the Service", c.Env)
 	}
 	assertRestricted(t, d.Spec.Template.Spec)
 	if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
@@ -378,7 +383,7 @@ func TestTURNIngressPoolLetsOnlyTURNReachSFUMedia(t *testing.T) {
 					t.Errorf("TURN egress to UDP %d goes to %+v, want the pool's SFU pods", media.ContainerPort, e.To)
 				}
 			case p.Port.IntVal == 53:
-			case p.Port.IntVal == 8444 && *p.Protocol == corev1.ProtocolTCP:
+			case p.Port.IntVal == 8443 && *p.Protocol == corev1.ProtocolTCP:
 				if len(e.To) != 1 || e.To[0].PodSelector == nil || e.To[0].PodSelector.MatchLabels["app.kubernetes.io/component"] != "manager" {
 					t.Errorf("TURN egress to the hub goes to %+v, want the manager pods", e.To)
 				}
@@ -421,9 +426,13 @@ func TestHostNetworkPoolOpensMediaToClientsAndHubToPods(t *testing.T) {
 
 	var mgrNP networkingv1.NetworkPolicy
 	into(t, r.get(t, "NetworkPolicy", "sb-switchboard"), &mgrNP)
-	peers, ok := ingressFrom(&mgrNP, 8444, corev1.ProtocolTCP)
-	if !ok || len(peers) != 1 || peers[0].PodSelector == nil || !selects(t, *peers[0].PodSelector, sfu) || peers[0].NamespaceSelector == nil {
-		t.Errorf("hub port reachable from %+v, want the operator's pool pods in any namespace", peers)
+	peers, ok := ingressFrom(&mgrNP, 8443, corev1.ProtocolTCP)
+	if !ok || len(peers) != 2 || peers[0].PodSelector == nil || !selects(t, *peers[0].PodSelector, sfu) ||
+		peers[0].NamespaceSelector == nil || len(peers[0].NamespaceSelector.MatchLabels) != 0 {
+		t.Errorf("hub port reachable from %+v, want the operator's pool pods in any namespace, then admin callers", peers)
+	}
+	if len(peers) == 2 && (peers[1].PodSelector == nil || peers[1].NamespaceSelector != nil || len(peers[1].PodSelector.MatchLabels) != 0) {
+		t.Errorf("admin callers %+v, want every pod of the release namespace by default", peers[1])
 	}
 
 	var d appsv1.Deployment
@@ -495,8 +504,8 @@ func TestAppsPoolAndMonitoringFromValues(t *testing.T) {
 	var mgrNP networkingv1.NetworkPolicy
 	into(t, r.get(t, "NetworkPolicy", "sb-switchboard"), &mgrNP)
 	peers, _ := ingressFrom(&mgrNP, 8443, corev1.ProtocolTCP)
-	if len(peers) != 1 || peers[0].NamespaceSelector == nil || peers[0].NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] != "ops" {
-		t.Errorf("admin API reachable from %+v, want the ops namespace only", peers)
+	if len(peers) != 2 || peers[1].NamespaceSelector == nil || peers[1].NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] != "ops" {
+		t.Errorf("admin API reachable from %+v, want pool pods and the ops namespace only", peers)
 	}
 }
 
