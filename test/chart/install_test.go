@@ -20,6 +20,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
@@ -141,6 +142,23 @@ func startManager(t *testing.T, d *appsv1.Deployment, kubeconfig string) *syncBu
 	return logs
 }
 
+// impersonating writes a copy of kubeconfig whose user acts as user.
+func impersonating(t *testing.T, kubeconfig, user string) string {
+	t.Helper()
+	cfg, err := clientcmd.LoadFromFile(kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range cfg.AuthInfos {
+		a.Impersonate = user
+	}
+	out := filepath.Join(t.TempDir(), "kubeconfig-as-sa")
+	if err := clientcmd.WriteToFile(*cfg, out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
 func eventually(t *testing.T, timeout time.Duration, what string, logs fmt.Stringer, cond func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
@@ -195,7 +213,9 @@ func TestHelmInstallUpgradeUninstallOnARealAPIServer(t *testing.T) {
 	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: "sb-switchboard"}, &d); err != nil {
 		t.Fatal(err)
 	}
-	logs := startManager(t, &d, kubeconfig)
+	// The manager acts as the chart's ServiceAccount, so the chart's RBAC
+	// (ClusterRole and leader-election Role) must be enough.
+	logs := startManager(t, &d, impersonating(t, kubeconfig, "system:serviceaccount:"+namespace+":"+d.Spec.Template.Spec.ServiceAccountName))
 
 	// The app's credentials, where NOTES.txt says to look.
 	var creds corev1.Secret
