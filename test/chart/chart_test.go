@@ -610,3 +610,49 @@ func uncovered(path string, v any, s map[string]any) []string {
 	sort.Strings(out)
 	return out
 }
+
+// The few SFUPool fields the values schema checks early (for a clear helm
+// error) must agree with the CRD, which stays the authority.
+func TestValuesSchemaPoolFieldsAgreeWithTheCRD(t *testing.T) {
+	read := func(path string, out any) {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := yaml.Unmarshal(b, out); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+	}
+	var values map[string]any
+	read(filepath.Join(chartDir(t), "values.schema.json"), &values)
+	var crd map[string]any
+	read(filepath.Join(repoRoot(t), "config", "crd", "bases", "calls.switchboard.dev_sfupools.yaml"), &crd)
+
+	dig := func(m any, path ...string) any {
+		for _, p := range path {
+			mm, ok := m.(map[string]any)
+			if !ok {
+				return nil
+			}
+			m = mm[p]
+		}
+		return m
+	}
+	versions, _ := dig(crd, "spec", "versions").([]any)
+	if len(versions) != 1 {
+		t.Fatalf("CRD has %d versions, want 1", len(versions))
+	}
+	crdMedia := dig(versions[0], "schema", "openAPIV3Schema", "properties", "spec", "properties", "media", "properties")
+	valMedia := dig(values, "properties", "pool", "properties", "spec", "properties", "media", "properties")
+	if dig(crdMedia, "exposure", "enum") == nil || dig(valMedia, "udpPort", "maximum") == nil {
+		t.Fatalf("media fields not found: CRD %v, values schema %v", crdMedia, valMedia)
+	}
+	for _, field := range []string{"enum", "minimum", "maximum"} {
+		for _, prop := range []string{"exposure", "udpPort"} {
+			c, v := dig(crdMedia, prop, field), dig(valMedia, prop, field)
+			if !reflect.DeepEqual(c, v) {
+				t.Errorf("pool.spec.media.%s %s: values schema %v, CRD %v", prop, field, v, c)
+			}
+		}
+	}
+}
