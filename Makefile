@@ -12,9 +12,14 @@ export PATH := $(BIN):$(PATH)
 # Pinned tool versions.
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
 STATICCHECK_VERSION ?= v0.8.2
+HELM_VERSION ?= v3.22.0
 
 CONTROLLER_GEN := $(BIN)/controller-gen
 STATICCHECK := $(BIN)/staticcheck
+HELM := $(BIN)/helm
+# The image `make image` writes and the chart's default image points at.
+IMAGE ?= switchboard:dev
+IMAGE_ARCH ?= $(shell $(GO) env GOARCH)
 # kube-apiserver and etcd for envtest, built by hack/envtest/build.sh.
 KUBE_ASSETS := $(BIN)/k8s
 export KUBEBUILDER_ASSETS := $(KUBE_ASSETS)
@@ -69,6 +74,15 @@ build: ## Build bin/switchboard.
 run: build ## Run the all-in-one dev mode (SFU + TURN + API + demo page) on localhost.
 	$(BIN)/switchboard dev
 
+.PHONY: image
+image: ## Build the switchboard image (static binary, scratch base, user 65532) into bin/switchboard-image.tar; no Docker needed.
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(IMAGE_ARCH) $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/linux/switchboard ./cmd/switchboard
+	cd hack/image && $(GO) run . -binary $(BIN)/linux/switchboard -tag $(IMAGE) -arch $(IMAGE_ARCH) -out $(BIN)/switchboard-image.tar
+
+.PHONY: docker-build
+docker-build: ## Build the same image with Docker as $(IMAGE).
+	docker build -f hack/image/Dockerfile -t $(IMAGE) .
+
 ##@ Test
 
 .PHONY: envtest
@@ -82,6 +96,14 @@ chromium: ## Install Debian's chromium for the browser tests (idempotent).
 .PHONY: test
 test: verify vet envtest chromium ## Everything CI checks: generated files, vet, lint, unit, envtest, media and browser tests.
 	$(GO) test $(TEST_FLAGS) $(TEST_PKGS)
+
+.PHONY: helm
+helm: $(HELM) ## Build helm into bin/ (pinned) for the chart tests.
+
+.PHONY: helm-lint
+helm-lint: $(HELM) ## Check the chart's CRD and RBAC copies and lint it with every values file in charts/switchboard/ci.
+	hack/helm-sync.sh --check
+	for f in charts/switchboard/ci/*-values.yaml; do $(HELM) lint --strict charts/switchboard -f "$$f"; done
 
 .PHONY: bench
 bench: ## Run the benchmarks and print figures (see docs/benchmarks.md).
@@ -126,3 +148,6 @@ $(CONTROLLER_GEN):
 
 $(STATICCHECK):
 	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+$(HELM):
+	GOBIN=$(BIN) $(GO) install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)

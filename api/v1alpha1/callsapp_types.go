@@ -181,7 +181,7 @@ type CallsAppStatus struct {
 
 	// Live is the app's current load across the pool.
 	// +optional
-	Live LiveStatus `json:"live,omitempty"`
+	Live *LiveStatus `json:"live,omitempty"`
 
 	// Usage is the app's metered traffic for the current calendar month (UTC).
 	// +optional
@@ -196,11 +196,11 @@ type CallsAppStatus struct {
 type LiveStatus struct {
 	// Sessions is the number of live sessions of the app across the pool.
 	// +optional
-	Sessions int64 `json:"sessions,omitempty"`
+	Sessions int64 `json:"sessions"`
 
 	// Tracks is the number of live tracks (published and pulled) of the app.
 	// +optional
-	Tracks int64 `json:"tracks,omitempty"`
+	Tracks int64 `json:"tracks"`
 }
 
 // UsageStatus is one calendar month of an app's metered traffic.
@@ -256,12 +256,12 @@ type RateStatus struct {
 	// LimitPerSecond is the authenticated requests per second and client IP
 	// in force.
 	// +optional
-	LimitPerSecond int32 `json:"limitPerSecond,omitempty"`
+	LimitPerSecond int32 `json:"limitPerSecond"`
 
 	// PeakPerSecond is the highest number of requests one client IP made in
 	// one second during the current month.
 	// +optional
-	PeakPerSecond int64 `json:"peakPerSecond,omitempty"`
+	PeakPerSecond int64 `json:"peakPerSecond"`
 
 	// Throttled counts requests refused with HTTP 429 this month.
 	// +optional
@@ -272,15 +272,15 @@ type RateStatus struct {
 type ThrottledCounts struct {
 	// App is requests refused by the per-app quota (per client IP).
 	// +optional
-	App int64 `json:"app,omitempty"`
+	App int64 `json:"app"`
 
 	// Session is requests refused by the per-session call limit.
 	// +optional
-	Session int64 `json:"session,omitempty"`
+	Session int64 `json:"session"`
 
 	// Total is App plus Session (THROTTLED column).
 	// +optional
-	Total int64 `json:"total,omitempty"`
+	Total int64 `json:"total"`
 }
 
 // CallsApp is one Cloudflare-Calls-compatible application served by an

@@ -237,8 +237,9 @@ type TURNSpec struct {
 
 // TURNListener is one protocol and port the TURN service listens on.
 type TURNListener struct {
-	// Name identifies the listener and names its Service port.
-	// +kubebuilder:validation:Pattern=`^[a-z]([-a-z0-9]{0,13}[a-z0-9])?$`
+	// Name identifies the listener and names its Service port (the container
+	// port is "turn-<name>", hence at most 10 characters).
+	// +kubebuilder:validation:Pattern=`^[a-z]([-a-z0-9]{0,8}[a-z0-9])?$`
 	Name string `json:"name"`
 
 	// Protocol is UDP, TCP or TLS.
@@ -294,13 +295,15 @@ type SFUPoolStatus struct {
 	// +optional
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 
-	// DesiredReplicas is the number of SFU pods the pool aims for.
+	// DesiredReplicas is the number of SFU pods the pool aims for. The
+	// counters of this status are pointers so that a zero is written (and
+	// shown by kubectl get) rather than left out.
 	// +optional
-	DesiredReplicas int32 `json:"desiredReplicas,omitempty"`
+	DesiredReplicas *int32 `json:"desiredReplicas,omitempty"`
 
 	// ReadyReplicas is the number of SFU pods ready to take sessions.
 	// +optional
-	ReadyReplicas int32 `json:"readyReplicas,omitempty"`
+	ReadyReplicas *int32 `json:"readyReplicas,omitempty"`
 
 	// DrainingReplicas is the number of SFU pods stopping: they keep their
 	// sessions up to the drain timeout and take no new ones.
@@ -309,7 +312,7 @@ type SFUPoolStatus struct {
 
 	// Sessions is the number of live sessions across the pool's pods.
 	// +optional
-	Sessions int64 `json:"sessions,omitempty"`
+	Sessions *int64 `json:"sessions,omitempty"`
 
 	// Endpoint is the base URL of the session API (spec.api.url, or the
 	// in-cluster Service URL).

@@ -49,6 +49,12 @@ type Pod struct {
 	// Version identifies this rendering (a hash of its content). Pods report
 	// the version they run so the operator can tell when a change has landed.
 	Version string `json:"version"`
+	// Serial orders renderings of one pool: the operator makes it larger
+	// on every rendering whose content changed (for example the Unix time
+	// in nanoseconds of that rendering). Pods never replace a config with
+	// one of a lower Serial coming through the other channel (hub or
+	// mounted file). 0 means unordered.
+	Serial int64 `json:"serial,omitempty"`
 	// Pool is "namespace/name" of the SFUPool.
 	Pool  string `json:"pool"`
 	Media Media  `json:"media"`

@@ -1,0 +1,134 @@
+package usage
+
+import (
+	"net"
+	"net/netip"
+	"sync"
+)
+
+const attributionShards = 16
+
+// Attribution maps client transport addresses (the remote side of an ICE
+// selected candidate pair) to the app whose session uses them, so one
+// shared media socket can count bytes per app. Lookups take a shard read
+// lock and allocate nothing. The session layer sets an address when ICE
+// selects a pair and deletes it when the session closes; bytes before the
+// first selection (connectivity checks) are not attributed.
+type Attribution struct {
+	shards [attributionShards]attrShard
+}
+
+type attrShard struct {
+	mu sync.RWMutex
+	m  map[netip.AddrPort]*App
+}
+
+// NewAttribution returns an empty map.
+func NewAttribution() *Attribution {
+	a := &Attribution{}
+	for i := range a.shards {
+		a.shards[i].m = map[netip.AddrPort]*App{}
+	}
+	return a
+}
+
+func (a *Attribution) shard(addr netip.AddrPort) *attrShard {
+	return &a.shards[(uint(addr.Port())^uint(addr.Addr().As16()[15]))%attributionShards]
+}
+
+func canonical(addr netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(addr.Addr().Unmap().WithZone(""), addr.Port())
+}
+
+// Set attributes traffic with addr to app.
+func (a *Attribution) Set(addr netip.AddrPort, app *App) {
+	addr = canonical(addr)
+	s := a.shard(addr)
+	s.mu.Lock()
+	s.m[addr] = app
+	s.mu.Unlock()
+}
+
+// Delete stops attributing addr, if it still points at app (a newer
+// session may have taken the address over).
+func (a *Attribution) Delete(addr netip.AddrPort, app *App) {
+	addr = canonical(addr)
+	s := a.shard(addr)
+	s.mu.Lock()
+	if s.m[addr] == app {
+		delete(s.m, addr)
+	}
+	s.mu.Unlock()
+}
+
+// Lookup returns the app of addr, or nil.
+func (a *Attribution) Lookup(addr netip.AddrPort) *App {
+	addr = canonical(addr)
+	s := a.shard(addr)
+	s.mu.RLock()
+	app := s.m[addr]
+	s.mu.RUnlock()
+	return app
+}
+
+// Len is the number of attributed addresses.
+func (a *Attribution) Len() int {
+	n := 0
+	for i := range a.shards {
+		s := &a.shards[i]
+		s.mu.RLock()
+		n += len(s.m)
+		s.mu.RUnlock()
+	}
+	return n
+}
+
+func addrPortOf(addr net.Addr) (netip.AddrPort, bool) {
+	switch a := addr.(type) {
+	case *net.UDPAddr:
+		return a.AddrPort(), true
+	case *net.TCPAddr:
+		return a.AddrPort(), true
+	}
+	return netip.AddrPort{}, false
+}
+
+// PacketConn counts, per app, the UDP payload bytes written to and read
+// from attributed client addresses on a shared socket (the SFU's ICE UDP
+// mux socket): egress as source "sfu" and ingress. Pass it where the
+// media core would pass the raw socket. Everything else is delegated.
+type PacketConn struct {
+	net.PacketConn
+	attr *Attribution
+}
+
+// NewPacketConn wraps conn.
+func NewPacketConn(conn net.PacketConn, attr *Attribution) *PacketConn {
+	return &PacketConn{PacketConn: conn, attr: attr}
+}
+
+// WriteTo implements net.PacketConn, counting egress.
+func (c *PacketConn) WriteTo(p []byte, addr net.Addr) (int, error) {
+	n, err := c.PacketConn.WriteTo(p, addr)
+	if n > 0 {
+		if ap, ok := addrPortOf(addr); ok {
+			if app := c.attr.Lookup(ap); app != nil {
+				app.egressSFU.Add(uint64(n))
+			}
+		}
+	}
+	return n, err
+}
+
+// ReadFrom implements net.PacketConn, counting ingress.
+func (c *PacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	n, addr, err := c.PacketConn.ReadFrom(p)
+	if n > 0 && addr != nil {
+		if ap, ok := addrPortOf(addr); ok {
+			if app := c.attr.Lookup(ap); app != nil {
+				app.ingress.Add(uint64(n))
+			}
+		}
+	}
+	return n, addr, err
+}
