@@ -62,6 +62,7 @@ verify: manifests generate ## Fail if generated files are stale, code is unforma
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	@git diff --exit-code -- config api || { echo "generated files are stale: run 'make manifests generate' and commit"; exit 1; }
 	@test -z "$$(git status --porcelain -- config api | grep '^??')" || { echo "untracked generated files:"; git status --porcelain -- config api; exit 1; }
+	@hack/helm-sync.sh --check
 	$(MAKE) --no-print-directory lint
 
 ##@ Build and run
@@ -94,8 +95,9 @@ chromium: ## Install Debian's chromium for the browser tests (idempotent).
 	hack/install-chromium.sh
 
 .PHONY: test
-test: verify vet envtest chromium ## Everything CI checks: generated files, vet, lint, unit, envtest, media and browser tests.
+test: verify vet envtest chromium helm ## Everything CI checks: generated files, vet, lint, unit, envtest, media, chart and browser tests.
 	$(GO) test $(TEST_FLAGS) $(TEST_PKGS)
+	cd hack/image && $(GO) test -count=1 ./...
 
 .PHONY: helm
 helm: $(HELM) ## Build helm into bin/ (pinned) for the chart tests.
