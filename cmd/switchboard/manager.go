@@ -27,16 +27,16 @@ func init() {
 
 // managerFlags are the flags of `switchboard manager` (docs/operator.md).
 type managerFlags struct {
-	kubeconfig        string
-	metricsAddr       string
-	probeAddr         string
-	leaderElect       bool
-	leaderElectionNS  string
-	namespaces        string
-	debug             bool
-	gracefulShutdown  time.Duration
-	leaderElectionID  string
-	maxConcurrent int
+	kubeconfig       string
+	metricsAddr      string
+	probeAddr        string
+	leaderElect      bool
+	leaderElectionNS string
+	namespaces       string
+	debug            bool
+	gracefulShutdown time.Duration
+	leaderElectionID string
+	maxConcurrent    int
 }
 
 func parseManagerFlags(args []string) (*managerFlags, error) {
