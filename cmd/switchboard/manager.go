@@ -51,7 +51,7 @@ func parseManagerFlags(args []string) (*managerFlags, error) {
 	fs.StringVar(&f.namespaces, "namespaces", "", "comma-separated namespaces to watch; empty means all")
 	fs.BoolVar(&f.debug, "debug", false, "log at debug level (each child written)")
 	fs.DurationVar(&f.gracefulShutdown, "graceful-shutdown-timeout", 30*time.Second, "how long running reconciles may take to finish on SIGTERM")
-	fs.IntVar(&f.maxConcurrent, "max-concurrent-reconciles", 4, "reconciles run at once per controller")
+	fs.IntVar(&f.maxConcurrent, "max-concurrent-reconciles", controllers.DefaultMaxConcurrentReconciles, "reconciles run at once per controller")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}

@@ -206,10 +206,7 @@ func TestCredentialsNeverChangeAcrossRestartsStatusLossAndTURNToggles(t *testing
 	// app changes: the same credentials.
 	stop()
 	startStoppable(t, ns)
-	app.Spec.RateLimit.AuthenticatedPerSecond = ptr.To(int32(200))
-	if err := env.Client.Update(ctx, app); err != nil {
-		t.Fatal(err)
-	}
+	env.Update(t, app, func() { app.Spec.RateLimit.AuthenticatedPerSecond = ptr.To(int32(200)) })
 	testenv.Eventually(t, "new generation observed", func() error {
 		if err := get(ctx, ns, "demo-app", app); err != nil {
 			return err
@@ -229,10 +226,7 @@ func TestCredentialsNeverChangeAcrossRestartsStatusLossAndTURNToggles(t *testing
 	if app.Status.AppID != "" {
 		t.Fatalf("status not wiped: %+v", app.Status)
 	}
-	app.Spec.Sessions.MaxSessions = 3 // a spec change so the reconcile runs
-	if err := env.Client.Update(ctx, app); err != nil {
-		t.Fatal(err)
-	}
+	env.Update(t, app, func() { app.Spec.Sessions.MaxSessions = 3 }) // a spec change so the reconcile runs
 	testenv.Eventually(t, "app ID restored", func() error {
 		if err := get(ctx, ns, "demo-app", app); err != nil {
 			return err
@@ -246,10 +240,7 @@ func TestCredentialsNeverChangeAcrossRestartsStatusLossAndTURNToggles(t *testing
 
 	// 3. TURN off and on again: the TURN key stays, the app ID and secret too.
 	for _, on := range []bool{false, true} {
-		app.Spec.TURN.Enabled = ptr.To(on)
-		if err := env.Client.Update(ctx, app); err != nil {
-			t.Fatal(err)
-		}
+		env.Update(t, app, func() { app.Spec.TURN.Enabled = ptr.To(on) })
 		testenv.Eventually(t, fmt.Sprintf("TURN %v observed", on), func() error {
 			if err := get(ctx, ns, "demo-app", app); err != nil {
 				return err
@@ -385,14 +376,8 @@ func TestSecondReconcileWithNothingChangedMakesNoWrites(t *testing.T) {
 	}
 
 	// One change writes exactly what it changes.
-	var pool v1alpha1.SFUPool
-	if err := env.Client.Get(ctx, poolReq.NamespacedName, &pool); err != nil {
-		t.Fatal(err)
-	}
-	pool.Spec.Replicas = ptr.To(int32(5))
-	if err := env.Client.Update(ctx, &pool); err != nil {
-		t.Fatal(err)
-	}
+	pool := newPool(ns)
+	env.Update(t, pool, func() { pool.Spec.Replicas = ptr.To(int32(5)) })
 	testenv.Eventually(t, "cache sees the new generation", func() error {
 		var p v1alpha1.SFUPool
 		if err := cached.Get(ctx, poolReq.NamespacedName, &p); err != nil {

@@ -221,17 +221,13 @@ func TestChangingThePoolSpecUpdatesTheChildren(t *testing.T) {
 	}
 	oldHash := before.Spec.Template.Annotations[v1alpha1.AnnotationRestartHash]
 
-	if err := get(ctx, ns, "demo", pool); err != nil {
-		t.Fatal(err)
-	}
-	pool.Spec.Replicas = ptr.To(int32(3))
-	pool.Spec.Media = v1alpha1.MediaSpec{Exposure: v1alpha1.ExposureHostNetwork, UDPPort: 40000}
-	pool.Spec.DrainTimeout = &metav1.Duration{Duration: time.Minute}
-	pool.Spec.TURN.Enabled = ptr.To(false)
-	pool.Spec.Image = "example.com/switchboard:v2"
-	if err := env.Client.Update(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+	env.Update(t, pool, func() {
+		pool.Spec.Replicas = ptr.To(int32(3))
+		pool.Spec.Media = v1alpha1.MediaSpec{Exposure: v1alpha1.ExposureHostNetwork, UDPPort: 40000}
+		pool.Spec.DrainTimeout = &metav1.Duration{Duration: time.Minute}
+		pool.Spec.TURN.Enabled = ptr.To(false)
+		pool.Spec.Image = "example.com/switchboard:v2"
+	})
 
 	testenv.Eventually(t, "statefulset follows the spec", func() error {
 		var sts appsv1.StatefulSet
@@ -286,14 +282,10 @@ func TestChangingThePoolSpecUpdatesTheChildren(t *testing.T) {
 	})
 
 	// Switching to autoscaling hands replicas to an autoscaler.
-	if err := get(ctx, ns, "demo", pool); err != nil {
-		t.Fatal(err)
-	}
-	pool.Spec.Replicas = nil
-	pool.Spec.Autoscaling = &v1alpha1.AutoscalingSpec{MinReplicas: 2, MaxReplicas: 6}
-	if err := env.Client.Update(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+	env.Update(t, pool, func() {
+		pool.Spec.Replicas = nil
+		pool.Spec.Autoscaling = &v1alpha1.AutoscalingSpec{MinReplicas: 2, MaxReplicas: 6}
+	})
 	testenv.Eventually(t, "autoscaler created", func() error {
 		var hpa autoscalingv2.HorizontalPodAutoscaler
 		if err := get(ctx, ns, "demo-sfu", &hpa); err != nil {
