@@ -63,6 +63,7 @@ func TestInvalidSpecsAreRejectedWithTheFieldNamed(t *testing.T) {
 		{"spec.drainTimeout", func(p *v1alpha1.SFUPool) { p.Spec.DrainTimeout = &metav1.Duration{Duration: 48 * 3600e9} }},
 		{"spec.api.url", func(p *v1alpha1.SFUPool) { p.Spec.API.URL = "ftp://rtc.example.com" }},
 		{"spec.turn.allowedPeerCIDRs", func(p *v1alpha1.SFUPool) { p.Spec.TURN.AllowedPeerCIDRs = []string{"everything"} }},
+		{"metadata.name", func(p *v1alpha1.SFUPool) { p.Name = strings.Repeat("p", 41) }},
 	}
 	for i, tc := range pools {
 		t.Run("SFUPool "+tc.field, func(t *testing.T) {
@@ -81,6 +82,7 @@ func TestInvalidSpecsAreRejectedWithTheFieldNamed(t *testing.T) {
 		{"spec.billing.pricePerGB", func(a *v1alpha1.CallsApp) { a.Spec.Billing.PricePerGB = "five cents" }},
 		{"spec.sessions.trackTimeout", func(a *v1alpha1.CallsApp) { a.Spec.Sessions.TrackTimeout = &metav1.Duration{} }},
 		{"spec.billing.monthlyEgressCapGB", func(a *v1alpha1.CallsApp) { a.Spec.Billing.MonthlyEgressCapGB = ptr.To(int64(0)) }},
+		{"metadata.name", func(a *v1alpha1.CallsApp) { a.Name = strings.Repeat("a", 64) }},
 	}
 	for i, tc := range apps {
 		t.Run("CallsApp "+tc.field, func(t *testing.T) {
