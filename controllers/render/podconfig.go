@@ -68,9 +68,10 @@ func PodConfig(pool *v1alpha1.SFUPool, apps []PoolApp) config.Pod {
 }
 
 // PodConfigJSON is the bytes stored in the <pool>-config Secret under
-// config.FileName.
+// config.FileName: compact JSON, because a Secret holds at most 1 MiB and a
+// pool may have a thousand apps.
 func PodConfigJSON(p config.Pod) ([]byte, error) {
-	b, err := json.MarshalIndent(p, "", "  ")
+	b, err := json.Marshal(p)
 	if err != nil {
 		return nil, fmt.Errorf("encode pod config of %s: %w", p.Pool, err)
 	}
