@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -395,4 +396,42 @@ func sweepOrphans(t *testing.T, ns string) []string {
 		}
 	}
 	return deleted
+}
+
+func TestMissingTURNTLSSecretDegradesThePool(t *testing.T) {
+	ctx := context.Background()
+	ns := env.Namespace(t)
+	env.StartManager(t, ns)
+	pool := newPool(ns)
+	pool.Spec.TURN.TLSSecretRef = &corev1.LocalObjectReference{Name: "turn-cert"}
+	pool.Spec.TURN.Listeners = []v1alpha1.TURNListener{{Name: "tls", Protocol: v1alpha1.TURNProtocolTLS, Port: 5349, ServicePort: 443}}
+	if err := env.Client.Create(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, "Degraded=True TLSSecretNotFound", func() error {
+		if err := get(ctx, ns, "demo", pool); err != nil {
+			return err
+		}
+		c := meta.FindStatusCondition(pool.Status.Conditions, v1alpha1.DegradedCondition)
+		if c == nil || c.Status != metav1.ConditionTrue || c.Reason != v1alpha1.ReasonTLSSecretNotFound || !strings.Contains(c.Message, "turn-cert") {
+			return fmt.Errorf("Degraded %+v", c)
+		}
+		return nil
+	})
+	// The rest of the pool is still built: TURN waits for its volume.
+	var d appsv1.Deployment
+	if err := get(ctx, ns, "demo-turn", &d); err != nil {
+		t.Fatal(err)
+	}
+	args := d.Spec.Template.Spec.Containers[0].Args
+	if !slices.Contains(args, "--tls-port=5349") || !slices.Contains(args, "--tls-cert=/etc/switchboard/tls/tls.crt") {
+		t.Errorf("turn args %v", args)
+	}
+	var svc corev1.Service
+	if err := get(ctx, ns, "demo-turn", &svc); err != nil {
+		t.Fatal(err)
+	}
+	if p := svc.Spec.Ports; len(p) != 1 || p[0].Port != 443 || p[0].TargetPort.String() != "turn-tls" || p[0].Protocol != corev1.ProtocolTCP {
+		t.Errorf("turn service ports %+v", p)
+	}
 }
