@@ -197,8 +197,9 @@ func SFUStatefulSet(pool *v1alpha1.SFUPool, restartHash string) *appsv1.Stateful
 		},
 	}
 	if s.Autoscaling == nil {
-		// With autoscaling the HorizontalPodAutoscaler owns replicas; leaving
-		// the field out of the apply keeps the operator from fighting it.
+		// With autoscaling the HorizontalPodAutoscaler moves replicas; the
+		// controller fills in the current value (see the sfupool package),
+		// which this pure function cannot know.
 		sts.Spec.Replicas = s.Replicas
 	}
 	return sts

@@ -297,6 +297,17 @@ func TestChangingThePoolSpecUpdatesTheChildren(t *testing.T) {
 		}
 		return nil
 	})
+	// Handing replicas to the autoscaler must not reset them: dropping the
+	// field from the apply would let the API server default it to 1 and
+	// delete running pods.
+	time.Sleep(time.Second)
+	var sts appsv1.StatefulSet
+	if err := get(ctx, ns, "demo-sfu", &sts); err != nil {
+		t.Fatal(err)
+	}
+	if got := ptr.Deref(sts.Spec.Replicas, 0); got != 3 {
+		t.Fatalf("replicas %d after switching to autoscaling, want the 3 running", got)
+	}
 }
 
 // TestDeletingThePoolRemovesItsChildren deletes a pool and checks that its
