@@ -10,7 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -257,5 +256,4 @@ func TestKubectlGetShowsThePrinterColumns(t *testing.T) {
 	if want := fmt.Sprintf("[demo 0 2 0 http://demo-api.%s.svc]", ns); cells != want {
 		t.Errorf("sfupools row %s, want %s", cells, want)
 	}
-	_ = corev1.Service{}
 }
