@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"slices"
 	"strings"
@@ -192,7 +193,7 @@ func TestKubectlGetShowsThePrinterColumns(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		req, err := newTableRequest(strings.TrimSuffix(env.Config.Host, "/")+"/apis/calls.switchboard.dev/v1alpha1/namespaces/"+ns+"/"+resource, ctx)
+		req, err := newTableRequest(ctx, strings.TrimSuffix(env.Config.Host, "/")+"/apis/calls.switchboard.dev/v1alpha1/namespaces/"+ns+"/"+resource)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -256,4 +257,14 @@ func TestKubectlGetShowsThePrinterColumns(t *testing.T) {
 	if want := fmt.Sprintf("[demo 0 2 0 http://demo-api.%s.svc]", ns); cells != want {
 		t.Errorf("sfupools row %s, want %s", cells, want)
 	}
+}
+
+// newTableRequest asks for a list as a server-side Table, as kubectl get does.
+func newTableRequest(ctx context.Context, url string) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io")
+	return req, nil
 }
