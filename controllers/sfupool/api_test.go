@@ -223,6 +223,15 @@ func TestKubectlGetShowsThePrinterColumns(t *testing.T) {
 		return c
 	}
 
+	// kubectl get callsapps --field-selector spec.poolRef.name=demo
+	var byPool v1alpha1.CallsAppList
+	if err := env.Client.List(ctx, &byPool, client.InNamespace(ns), client.MatchingFields{"spec.poolRef.name": "demo"}); err != nil || len(byPool.Items) != 1 {
+		t.Fatalf("field selector on spec.poolRef.name: %d items, %v", len(byPool.Items), err)
+	}
+	if err := env.Client.List(ctx, &byPool, client.InNamespace(ns), client.MatchingFields{"spec.poolRef.name": "other"}); err != nil || len(byPool.Items) != 0 {
+		t.Fatalf("field selector on another pool: %d items, %v", len(byPool.Items), err)
+	}
+
 	var apps *metav1.Table
 	testenv.Eventually(t, "callsapp row", func() error {
 		apps = table("callsapps")
