@@ -163,8 +163,8 @@ func TestPoolCreatesEveryChildWithOwnerReferencesPortsProbesAndSecurity(t *testi
 	if sts.Spec.Template.Annotations[v1alpha1.AnnotationRestartHash] == "" {
 		t.Error("no restart hash on the pod template")
 	}
-	if !slices.Contains(c.Args, "--config=/etc/switchboard/switchboard.json") || c.Args[0] != "sfu" {
-		t.Errorf("sfu args %v", c.Args)
+	if !slices.Equal(c.Command, []string{"switchboard"}) || c.Args[0] != "sfu" || !slices.Contains(c.Args, "--config=/etc/switchboard/switchboard.json") {
+		t.Errorf("sfu command %v args %v", c.Command, c.Args)
 	}
 
 	// The rendered config, as pods will parse it.
