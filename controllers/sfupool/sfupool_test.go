@@ -446,3 +446,102 @@ func TestMissingTURNTLSSecretDegradesThePool(t *testing.T) {
 		t.Errorf("turn service ports %+v", p)
 	}
 }
+
+func TestAChildEditedByHandIsPutBack(t *testing.T) {
+	ctx := context.Background()
+	ns := env.Namespace(t)
+	env.StartManager(t, ns)
+	pool := newPool(ns)
+	if err := env.Client.Create(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	waitChildren(t, ns, pool)
+	// kubectl scale statefulset demo-sfu --replicas=7, and a changed probe.
+	sts := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "demo-sfu", Namespace: ns}}
+	env.Update(t, sts, func() {
+		sts.Spec.Replicas = ptr.To(int32(7))
+		sts.Spec.Template.Spec.Containers[0].ReadinessProbe.HTTPGet.Path = "/"
+	})
+	testenv.Eventually(t, "StatefulSet put back", func() error {
+		if err := get(ctx, ns, "demo-sfu", sts); err != nil {
+			return err
+		}
+		if r, p := ptr.Deref(sts.Spec.Replicas, 0), sts.Spec.Template.Spec.Containers[0].ReadinessProbe.HTTPGet.Path; r != 2 || p != "/ready" {
+			return fmt.Errorf("replicas %d, readiness path %q", r, p)
+		}
+		return nil
+	})
+}
+
+func TestPoolStatusListsPodsWithAddressesAndDraining(t *testing.T) {
+	ctx := context.Background()
+	ns := env.Namespace(t)
+	env.StartManager(t, ns)
+	pool := newPool(ns)
+	pool.Spec.Media.Exposure = v1alpha1.ExposureHostNetwork
+	if err := env.Client.Create(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, "StatefulSet exists", func() error {
+		return get(ctx, ns, "demo-sfu", &appsv1.StatefulSet{})
+	})
+	for i, ip := range []string{"10.0.0.10", "10.0.0.11"} {
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{
+				Name: fmt.Sprintf("demo-sfu-%d", i), Namespace: ns,
+				Labels: map[string]string{
+					v1alpha1.LabelName: "switchboard", v1alpha1.LabelPool: "demo", v1alpha1.LabelComponent: "sfu",
+					v1alpha1.LabelManagedBy: v1alpha1.ManagedBy,
+				},
+				// Keeps the pod terminating after deletion, as a draining pod is.
+				Finalizers: []string{"test.switchboard.dev/hold"},
+			},
+			Spec: corev1.PodSpec{
+				ServiceAccountName: "demo-switchboard", AutomountServiceAccountToken: ptr.To(false),
+				Containers: []corev1.Container{{Name: "sfu", Image: "switchboard"}},
+			},
+		}
+		if err := env.Client.Create(ctx, pod); err != nil {
+			t.Fatal(err)
+		}
+		pod.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip, HostIP: fmt.Sprintf("192.0.2.%d", i+1),
+			Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}}
+		if err := env.Client.Status().Update(ctx, pod); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: pod.Name, Namespace: ns}}
+			env.Update(t, p, func() { p.Finalizers = nil })
+		})
+	}
+	testenv.Eventually(t, "Ready with two pods", func() error {
+		if err := get(ctx, ns, "demo", pool); err != nil {
+			return err
+		}
+		st := pool.Status
+		if ptr.Deref(st.ReadyReplicas, 0) != 2 || len(st.Pods) != 2 || !meta.IsStatusConditionTrue(st.Conditions, v1alpha1.ReadyCondition) {
+			return fmt.Errorf("status %+v", st)
+		}
+		// HostNetwork: pods advertise their node's address.
+		if st.Pods[1].MediaAddress != "192.0.2.2" || st.Pods[1].PodIP != "10.0.0.11" {
+			return fmt.Errorf("pod %+v", st.Pods[1])
+		}
+		return nil
+	})
+	if err := env.Client.Delete(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "demo-sfu-1", Namespace: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, "one pod draining", func() error {
+		if err := get(ctx, ns, "demo", pool); err != nil {
+			return err
+		}
+		st := pool.Status
+		if st.DrainingReplicas != 1 || ptr.Deref(st.ReadyReplicas, 0) != 1 || !st.Pods[1].Draining || st.Pods[1].Ready {
+			return fmt.Errorf("status %+v", st)
+		}
+		if c := meta.FindStatusCondition(st.Conditions, v1alpha1.ReadyCondition); c.Status != metav1.ConditionFalse || c.Reason != v1alpha1.ReasonPodsNotReady {
+			return fmt.Errorf("Ready %+v", c)
+		}
+		return nil
+	})
+}
