@@ -18,6 +18,11 @@ import (
 	"github.com/switchboard-rtc/switchboard/controllers/sfupool"
 )
 
+// DefaultMaxConcurrentReconciles is how many reconciles each controller
+// runs at once unless told otherwise (`switchboard manager
+// --max-concurrent-reconciles`); the envtest suites use it too.
+const DefaultMaxConcurrentReconciles = 4
+
 // NewScheme holds the Kubernetes built-in types and the Switchboard types.
 func NewScheme() (*runtime.Scheme, error) {
 	s := runtime.NewScheme()

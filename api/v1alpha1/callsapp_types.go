@@ -289,7 +289,9 @@ type ThrottledCounts struct {
 //
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 63",message="metadata.name of a CallsApp must be at most 63 characters: it is a label value on its credentials Secret"
 // +kubebuilder:resource:shortName=capp;callsapp,categories=switchboard
+// +kubebuilder:selectablefield:JSONPath=`.spec.poolRef.name`
 // +kubebuilder:printcolumn:name="POOL",type=string,JSONPath=`.spec.poolRef.name`,description="SFUPool serving the app"
 // +kubebuilder:printcolumn:name="READY",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`,description="Whether the pool serves the app"
 // +kubebuilder:printcolumn:name="SESSIONS",type=integer,JSONPath=`.status.live.sessions`,description="Live sessions"

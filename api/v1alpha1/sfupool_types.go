@@ -376,6 +376,7 @@ type PoolPod struct {
 //
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 40",message="metadata.name of an SFUPool must be at most 40 characters: it prefixes its Services and pods"
 // +kubebuilder:resource:shortName=sfp;sfupool,categories=switchboard
 // +kubebuilder:printcolumn:name="READY",type=integer,JSONPath=`.status.readyReplicas`,description="SFU pods ready to take sessions"
 // +kubebuilder:printcolumn:name="DESIRED",type=integer,JSONPath=`.status.desiredReplicas`,description="SFU pods the pool aims for"

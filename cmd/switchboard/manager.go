@@ -27,16 +27,16 @@ func init() {
 
 // managerFlags are the flags of `switchboard manager` (docs/operator.md).
 type managerFlags struct {
-	kubeconfig        string
-	metricsAddr       string
-	probeAddr         string
-	leaderElect       bool
-	leaderElectionNS  string
-	namespaces        string
-	debug             bool
-	gracefulShutdown  time.Duration
-	leaderElectionID  string
-	maxConcurrentPool int
+	kubeconfig       string
+	metricsAddr      string
+	probeAddr        string
+	leaderElect      bool
+	leaderElectionNS string
+	namespaces       string
+	debug            bool
+	gracefulShutdown time.Duration
+	leaderElectionID string
+	maxConcurrent    int
 }
 
 func parseManagerFlags(args []string) (*managerFlags, error) {
@@ -51,7 +51,7 @@ func parseManagerFlags(args []string) (*managerFlags, error) {
 	fs.StringVar(&f.namespaces, "namespaces", "", "comma-separated namespaces to watch; empty means all")
 	fs.BoolVar(&f.debug, "debug", false, "log at debug level (each child written)")
 	fs.DurationVar(&f.gracefulShutdown, "graceful-shutdown-timeout", 30*time.Second, "how long running reconciles may take to finish on SIGTERM")
-	fs.IntVar(&f.maxConcurrentPool, "max-concurrent-reconciles", 4, "reconciles run at once per controller")
+	fs.IntVar(&f.maxConcurrent, "max-concurrent-reconciles", controllers.DefaultMaxConcurrentReconciles, "reconciles run at once per controller")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -99,7 +99,7 @@ func runManager(ctx context.Context, args []string) error {
 		LeaderElectionReleaseOnCancel: true,
 		GracefulShutdownTimeout:       &f.gracefulShutdown,
 	}
-	opts.Controller.MaxConcurrentReconciles = f.maxConcurrentPool
+	opts.Controller.MaxConcurrentReconciles = f.maxConcurrent
 	mgr, err := ctrl.NewManager(cfg, opts)
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)

@@ -5,10 +5,12 @@ import (
 	"crypto/rand"
 	"fmt"
 	"io"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -24,6 +26,10 @@ import (
 	"github.com/switchboard-rtc/switchboard/controllers/render"
 )
 
+// conflictRequeue is how soon a reconcile whose status write met a newer
+// object runs again.
+const conflictRequeue = 200 * time.Millisecond
+
 // Reconciler reconciles CallsApp objects.
 type Reconciler struct {
 	// Client reads from the manager's cache and writes to the API server.
@@ -34,6 +40,11 @@ type Reconciler struct {
 	APIReader client.Reader
 	// Rand is the source of credentials; crypto/rand when nil.
 	Rand io.Reader
+
+	// rendered remembers, per pool config Secret, the apps it renders, so
+	// that a thousand apps checking one configuration parse it once per
+	// version rather than once each.
+	rendered renderedCache
 }
 
 // +kubebuilder:rbac:groups=calls.switchboard.dev,resources=callsapps,verbs=get;list;watch
@@ -58,7 +69,7 @@ type scope struct {
 }
 
 // Reconcile brings one app's credentials and status up to date.
-func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (_ reconcile.Result, reterr error) {
+func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (res reconcile.Result, reterr error) {
 	logger := log.FromContext(ctx)
 	app := &v1alpha1.CallsApp{}
 	if err := r.Client.Get(ctx, req.NamespacedName, app); err != nil {
@@ -76,8 +87,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (_ re
 		if equality.Semantic.DeepEqual(before.Status, app.Status) {
 			return
 		}
-		if err := r.Client.Status().Patch(ctx, app, client.MergeFrom(before)); err != nil {
+		// The optimistic lock makes a write from a stale view fail instead
+		// of overwriting what another writer (pod reports) put there.
+		if err := r.Client.Status().Patch(ctx, app, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
 			if apierrors.IsNotFound(err) {
+				return
+			}
+			if apierrors.IsConflict(err) && reterr == nil {
+				logger.V(1).Info("status changed meanwhile; reconciling again", "callsapp", req.NamespacedName)
+				res = reconcile.Result{RequeueAfter: conflictRequeue}
 				return
 			}
 			logger.Error(err, "patch status", "callsapp", req.NamespacedName)
@@ -133,25 +151,37 @@ func (r *Reconciler) appsOfPool(ctx context.Context, o client.Object) []reconcil
 	return r.appsNaming(ctx, o.GetNamespace(), o.GetName())
 }
 
-// appsOfConfigSecret maps a pool's config Secret to the pool's apps: a new
-// rendering may be what makes an app Ready.
+// appsOfConfigSecret maps a pool's config Secret to the pool's apps that
+// wait for it (Ready not yet past ConfigPending): a new rendering may be
+// what makes them Ready. Apps already rendered are left alone, so a pool of
+// a thousand apps does not re-check all of them on each rendering; an app
+// leaves a rendering only through its own events (deletion, new poolRef),
+// which reconcile it anyway.
 func (r *Reconciler) appsOfConfigSecret(ctx context.Context, o client.Object) []reconcile.Request {
 	l := o.GetLabels()
 	pool := l[v1alpha1.LabelPool]
 	if pool == "" || l[v1alpha1.LabelComponent] != "" || o.GetName() != pool+"-config" {
 		return nil
 	}
-	return r.appsNaming(ctx, o.GetNamespace(), pool)
+	return r.appsNaming(ctx, o.GetNamespace(), pool, func(a *v1alpha1.CallsApp) bool {
+		c := meta.FindStatusCondition(a.Status.Conditions, v1alpha1.ReadyCondition)
+		return c == nil || c.Reason == v1alpha1.ReasonConfigPending || c.Reason == v1alpha1.ReasonReconciling ||
+			c.Reason == v1alpha1.ReasonPoolNotFound
+	})
 }
 
-func (r *Reconciler) appsNaming(ctx context.Context, ns, pool string) []reconcile.Request {
+func (r *Reconciler) appsNaming(ctx context.Context, ns, pool string, keep ...func(*v1alpha1.CallsApp) bool) []reconcile.Request {
 	var apps v1alpha1.CallsAppList
 	if err := r.Client.List(ctx, &apps, client.InNamespace(ns), client.MatchingFields{index.PoolRef: pool}); err != nil {
 		log.FromContext(ctx).Error(err, "list callsapps of pool", "namespace", ns, "sfupool", pool)
 		return nil
 	}
 	out := make([]reconcile.Request, 0, len(apps.Items))
-	for _, a := range apps.Items {
+	for i := range apps.Items {
+		a := &apps.Items[i]
+		if len(keep) > 0 && !keep[0](a) {
+			continue
+		}
 		out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: a.Namespace, Name: a.Name}})
 	}
 	return out

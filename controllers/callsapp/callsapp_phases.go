@@ -2,7 +2,6 @@ package callsapp
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -16,7 +15,6 @@ import (
 
 	"github.com/switchboard-rtc/switchboard/api/v1alpha1"
 	"github.com/switchboard-rtc/switchboard/controllers/render"
-	"github.com/switchboard-rtc/switchboard/sfu/config"
 )
 
 // ErrSecretNotOwned is reported when a Secret with the credentials name
@@ -142,21 +140,10 @@ func (r *Reconciler) reconcilePool(ctx context.Context, s *scope) error {
 	case err != nil:
 		return fmt.Errorf("get config of sfupool %s/%s: %w", pool.Namespace, pool.Name, err)
 	}
-	var rendered struct {
-		Apps []struct {
-			ID           string `json:"id"`
-			SecretSHA256 string `json:"secretSHA256"`
-		} `json:"apps"`
-	}
-	if err := json.Unmarshal(cfg.Data[config.FileName], &rendered); err != nil {
+	apps, err := r.rendered.apps(&cfg)
+	if err != nil {
 		return fmt.Errorf("read config of sfupool %s/%s: %w", pool.Namespace, pool.Name, err)
 	}
-	want := render.SHA256Hex(s.creds.AppSecret)
-	for _, a := range rendered.Apps {
-		if a.ID == s.creds.AppID && a.SecretSHA256 == want {
-			s.rendered = true
-			break
-		}
-	}
+	s.rendered = apps[s.creds.AppID] == render.SHA256Hex(s.creds.AppSecret)
 	return nil
 }

@@ -206,10 +206,7 @@ func TestCredentialsNeverChangeAcrossRestartsStatusLossAndTURNToggles(t *testing
 	// app changes: the same credentials.
 	stop()
 	startStoppable(t, ns)
-	app.Spec.RateLimit.AuthenticatedPerSecond = ptr.To(int32(200))
-	if err := env.Client.Update(ctx, app); err != nil {
-		t.Fatal(err)
-	}
+	env.Update(t, app, func() { app.Spec.RateLimit.AuthenticatedPerSecond = ptr.To(int32(200)) })
 	testenv.Eventually(t, "new generation observed", func() error {
 		if err := get(ctx, ns, "demo-app", app); err != nil {
 			return err
@@ -229,10 +226,7 @@ func TestCredentialsNeverChangeAcrossRestartsStatusLossAndTURNToggles(t *testing
 	if app.Status.AppID != "" {
 		t.Fatalf("status not wiped: %+v", app.Status)
 	}
-	app.Spec.Sessions.MaxSessions = 3 // a spec change so the reconcile runs
-	if err := env.Client.Update(ctx, app); err != nil {
-		t.Fatal(err)
-	}
+	env.Update(t, app, func() { app.Spec.Sessions.MaxSessions = 3 }) // a spec change so the reconcile runs
 	testenv.Eventually(t, "app ID restored", func() error {
 		if err := get(ctx, ns, "demo-app", app); err != nil {
 			return err
@@ -246,10 +240,7 @@ func TestCredentialsNeverChangeAcrossRestartsStatusLossAndTURNToggles(t *testing
 
 	// 3. TURN off and on again: the TURN key stays, the app ID and secret too.
 	for _, on := range []bool{false, true} {
-		app.Spec.TURN.Enabled = ptr.To(on)
-		if err := env.Client.Update(ctx, app); err != nil {
-			t.Fatal(err)
-		}
+		env.Update(t, app, func() { app.Spec.TURN.Enabled = ptr.To(on) })
 		testenv.Eventually(t, fmt.Sprintf("TURN %v observed", on), func() error {
 			if err := get(ctx, ns, "demo-app", app); err != nil {
 				return err
@@ -385,14 +376,8 @@ func TestSecondReconcileWithNothingChangedMakesNoWrites(t *testing.T) {
 	}
 
 	// One change writes exactly what it changes.
-	var pool v1alpha1.SFUPool
-	if err := env.Client.Get(ctx, poolReq.NamespacedName, &pool); err != nil {
-		t.Fatal(err)
-	}
-	pool.Spec.Replicas = ptr.To(int32(5))
-	if err := env.Client.Update(ctx, &pool); err != nil {
-		t.Fatal(err)
-	}
+	pool := newPool(ns)
+	env.Update(t, pool, func() { pool.Spec.Replicas = ptr.To(int32(5)) })
 	testenv.Eventually(t, "cache sees the new generation", func() error {
 		var p v1alpha1.SFUPool
 		if err := cached.Get(ctx, poolReq.NamespacedName, &p); err != nil {
@@ -412,4 +397,113 @@ func TestSecondReconcileWithNothingChangedMakesNoWrites(t *testing.T) {
 	if w := round(); len(w) != 0 {
 		t.Fatalf("writes after the change settled: %v", w)
 	}
+}
+
+// renderedApp returns the app as pool's rendering holds it, or nil.
+func renderedApp(ctx context.Context, ns, pool, appID string) (*config.App, error) {
+	var cfg corev1.Secret
+	if err := get(ctx, ns, pool+"-config", &cfg); err != nil {
+		return nil, err
+	}
+	p, err := config.Parse(cfg.Data[config.FileName])
+	if err != nil {
+		return nil, err
+	}
+	for i := range p.Apps {
+		if p.Apps[i].ID == appID {
+			return &p.Apps[i], nil
+		}
+	}
+	return nil, nil
+}
+
+func TestEgressCapSetsQuotaExceededAndReachesThePods(t *testing.T) {
+	ctx := context.Background()
+	ns := env.Namespace(t)
+	env.StartManager(t, ns)
+	app := newApp(ns, "capped", "demo")
+	app.Spec.Billing.MonthlyEgressCapGB = ptr.To(int64(2))
+	create(t, newPool(ns), app)
+	app, _ = waitCredentials(t, ns, "capped")
+
+	// Pod reports (a later issue) put 2.5 GB of egress into status.
+	patch := client.MergeFrom(app.DeepCopy())
+	app.Status.Usage = &v1alpha1.UsageStatus{Month: "2026-11", EgressBytes: 2_500_000_000}
+	if err := env.Client.Status().Patch(ctx, app, patch); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, "QuotaExceeded=True and rendered", func() error {
+		if err := get(ctx, ns, "capped", app); err != nil {
+			return err
+		}
+		if c := condition(app, v1alpha1.QuotaExceededCondition); c == nil || c.Status != metav1.ConditionTrue || c.Reason != v1alpha1.ReasonEgressCapReached {
+			return fmt.Errorf("QuotaExceeded %+v", c)
+		}
+		a, err := renderedApp(ctx, ns, "demo", app.Status.AppID)
+		if err != nil || a == nil || !a.QuotaExceeded {
+			return fmt.Errorf("rendered %+v, %v", a, err)
+		}
+		return nil
+	})
+	// Raising the cap lifts it.
+	env.Update(t, app, func() { app.Spec.Billing.MonthlyEgressCapGB = ptr.To(int64(3)) })
+	testenv.Eventually(t, "QuotaExceeded=False and rendered", func() error {
+		if err := get(ctx, ns, "capped", app); err != nil {
+			return err
+		}
+		if c := condition(app, v1alpha1.QuotaExceededCondition); c == nil || c.Status != metav1.ConditionFalse {
+			return fmt.Errorf("QuotaExceeded %+v", c)
+		}
+		a, err := renderedApp(ctx, ns, "demo", app.Status.AppID)
+		if err != nil || a == nil || a.QuotaExceeded {
+			return fmt.Errorf("rendered %+v, %v", a, err)
+		}
+		return nil
+	})
+}
+
+func TestMovingAnAppLeavesTheOldPoolsConfiguration(t *testing.T) {
+	ctx := context.Background()
+	ns := env.Namespace(t)
+	env.StartManager(t, ns)
+	other := newPool(ns)
+	other.Name = "other"
+	create(t, newPool(ns), other, newApp(ns, "mover", "demo"))
+	app, _ := waitCredentials(t, ns, "mover")
+	testenv.Eventually(t, "rendered by demo", func() error {
+		a, err := renderedApp(ctx, ns, "demo", app.Status.AppID)
+		if err != nil || a == nil {
+			return fmt.Errorf("not rendered: %v", err)
+		}
+		return nil
+	})
+	env.Update(t, app, func() { app.Spec.PoolRef.Name = "other" })
+	testenv.Eventually(t, "rendered by other, not by demo", func() error {
+		inOther, err := renderedApp(ctx, ns, "other", app.Status.AppID)
+		if err != nil || inOther == nil {
+			return fmt.Errorf("not in other: %v", err)
+		}
+		inDemo, err := renderedApp(ctx, ns, "demo", app.Status.AppID)
+		if err != nil || inDemo != nil {
+			return fmt.Errorf("still in demo (%v)", err)
+		}
+		if err := get(ctx, ns, "mover", app); err != nil {
+			return err
+		}
+		if want := "http://other-api." + ns + ".svc/v1/apps/" + app.Status.AppID; app.Status.Endpoint != want {
+			return fmt.Errorf("endpoint %q", app.Status.Endpoint)
+		}
+		return nil
+	})
+	// Deleting the app removes it from the rendering.
+	if err := env.Client.Delete(ctx, app); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, "gone from other", func() error {
+		a, err := renderedApp(ctx, ns, "other", app.Status.AppID)
+		if err != nil || a != nil {
+			return fmt.Errorf("still rendered (%v)", err)
+		}
+		return nil
+	})
 }

@@ -10,8 +10,9 @@ import (
 )
 
 // PoolRef indexes CallsApps by spec.poolRef.name, so a pool finds its apps
-// without listing the namespace.
-const PoolRef = ".spec.poolRef.name"
+// without listing the namespace. The name is also the CRD's selectable
+// field, so the same list works on the cache and on the API server.
+const PoolRef = "spec.poolRef.name"
 
 // Setup registers every index on the manager's field indexer. Call it once
 // per manager, before the controllers start.

@@ -2,6 +2,7 @@ package render
 
 import (
 	"bytes"
+	"encoding/json"
 	"flag"
 	"os"
 	"path/filepath"
@@ -110,7 +111,11 @@ func TestGoldenPoolChildren(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden(t, filepath.Join("testdata", name+".config.json"), cfg)
+			var pretty bytes.Buffer
+			if err := json.Indent(&pretty, cfg, "", "  "); err != nil {
+				t.Fatal(err)
+			}
+			golden(t, filepath.Join("testdata", name+".config.json"), pretty.Bytes())
 		})
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -23,7 +24,8 @@ type PoolApp struct {
 // PodConfig renders the configuration every SFU and TURN pod of the pool
 // reads. Apps without an app ID or secret are left out (their credentials
 // are not generated yet). Apps are sorted by ID and Version is a hash of the
-// rest, so the same inputs always give byte-identical output.
+// rest, so the same inputs always give byte-identical output. Of two apps
+// with the same ID only the first by name is rendered.
 func PodConfig(pool *v1alpha1.SFUPool, apps []PoolApp) config.Pod {
 	p := pool.DeepCopy()
 	p.Default()
@@ -52,15 +54,24 @@ func PodConfig(pool *v1alpha1.SFUPool, apps []PoolApp) config.Pod {
 		}
 		out.Apps = append(out.Apps, App(a.App, a.Credentials))
 	}
-	sort.Slice(out.Apps, func(i, j int) bool { return out.Apps[i].ID < out.Apps[j].ID })
+	sort.SliceStable(out.Apps, func(i, j int) bool {
+		if out.Apps[i].ID != out.Apps[j].ID {
+			return out.Apps[i].ID < out.Apps[j].ID
+		}
+		return out.Apps[i].Name < out.Apps[j].Name
+	})
+	// Two apps with one ID (credentials copied by hand) would make pods
+	// reject the whole configuration; the first by name keeps it.
+	out.Apps = slices.CompactFunc(out.Apps, func(a, b config.App) bool { return a.ID == b.ID })
 	out.Version = configVersion(out)
 	return out
 }
 
 // PodConfigJSON is the bytes stored in the <pool>-config Secret under
-// config.FileName.
+// config.FileName: compact JSON, because a Secret holds at most 1 MiB and a
+// pool may have a thousand apps.
 func PodConfigJSON(p config.Pod) ([]byte, error) {
-	b, err := json.MarshalIndent(p, "", "  ")
+	b, err := json.Marshal(p)
 	if err != nil {
 		return nil, fmt.Errorf("encode pod config of %s: %w", p.Pool, err)
 	}

@@ -39,6 +39,9 @@ const (
 	DrainMargin = 15 * time.Second
 	// RunAsID is the non-root UID and GID of every container.
 	RunAsID = int64(65532)
+	// Binary is the command of SFU and TURN containers; the image must have
+	// it on its PATH. Set explicitly so the image's entrypoint does not matter.
+	Binary = "switchboard"
 
 	sfuComponent  = "sfu"
 	turnComponent = "turn"
@@ -152,6 +155,7 @@ func SFUStatefulSet(pool *v1alpha1.SFUPool, restartHash string) *appsv1.Stateful
 		Name:            sfuComponent,
 		Image:           s.Image,
 		ImagePullPolicy: s.ImagePullPolicy,
+		Command:         []string{Binary},
 		Args:            args,
 		Env:             downwardEnv(),
 		Ports: []corev1.ContainerPort{
@@ -197,8 +201,9 @@ func SFUStatefulSet(pool *v1alpha1.SFUPool, restartHash string) *appsv1.Stateful
 		},
 	}
 	if s.Autoscaling == nil {
-		// With autoscaling the HorizontalPodAutoscaler owns replicas; leaving
-		// the field out of the apply keeps the operator from fighting it.
+		// With autoscaling the HorizontalPodAutoscaler moves replicas; the
+		// controller fills in the current value (see the sfupool package),
+		// which this pure function cannot know.
 		sts.Spec.Replicas = s.Replicas
 	}
 	return sts
@@ -252,6 +257,7 @@ func TURNDeployment(pool *v1alpha1.SFUPool, restartHash string) *appsv1.Deployme
 		Name:                     turnComponent,
 		Image:                    s.Image,
 		ImagePullPolicy:          s.ImagePullPolicy,
+		Command:                  []string{Binary},
 		Args:                     args,
 		Env:                      downwardEnv(),
 		Ports:                    ports,

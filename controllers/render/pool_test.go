@@ -178,3 +178,26 @@ func TestPodConfigIsDeterministicAndValid(t *testing.T) {
 		t.Fatalf("media %+v", parsed.Media)
 	}
 }
+
+func TestPodConfigKeepsOneAppPerID(t *testing.T) {
+	pool := readSamplePool(t)
+	apps := sampleApps(t, "")
+	copied := apps[0]
+	copied.App = copied.App.DeepCopy()
+	copied.App.Name = "a-copy" // sorts first: it keeps the ID
+	apps = append(apps, copied)
+	p := PodConfig(pool, apps)
+	b, _ := PodConfigJSON(p)
+	parsed, err := config.Parse(b)
+	if err != nil {
+		t.Fatalf("pods reject the rendering: %v", err)
+	}
+	if len(parsed.Apps) != 2 {
+		t.Fatalf("%d apps, want 2", len(parsed.Apps))
+	}
+	for _, a := range parsed.Apps {
+		if a.ID == testCreds.AppID && a.Name != "default/a-copy" {
+			t.Fatalf("duplicate ID kept by %s, want default/a-copy", a.Name)
+		}
+	}
+}

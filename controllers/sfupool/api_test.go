@@ -5,12 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"slices"
 	"strings"
 	"testing"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -63,6 +63,7 @@ func TestInvalidSpecsAreRejectedWithTheFieldNamed(t *testing.T) {
 		{"spec.drainTimeout", func(p *v1alpha1.SFUPool) { p.Spec.DrainTimeout = &metav1.Duration{Duration: 48 * 3600e9} }},
 		{"spec.api.url", func(p *v1alpha1.SFUPool) { p.Spec.API.URL = "ftp://rtc.example.com" }},
 		{"spec.turn.allowedPeerCIDRs", func(p *v1alpha1.SFUPool) { p.Spec.TURN.AllowedPeerCIDRs = []string{"everything"} }},
+		{"metadata.name", func(p *v1alpha1.SFUPool) { p.Name = strings.Repeat("p", 41) }},
 	}
 	for i, tc := range pools {
 		t.Run("SFUPool "+tc.field, func(t *testing.T) {
@@ -81,6 +82,7 @@ func TestInvalidSpecsAreRejectedWithTheFieldNamed(t *testing.T) {
 		{"spec.billing.pricePerGB", func(a *v1alpha1.CallsApp) { a.Spec.Billing.PricePerGB = "five cents" }},
 		{"spec.sessions.trackTimeout", func(a *v1alpha1.CallsApp) { a.Spec.Sessions.TrackTimeout = &metav1.Duration{} }},
 		{"spec.billing.monthlyEgressCapGB", func(a *v1alpha1.CallsApp) { a.Spec.Billing.MonthlyEgressCapGB = ptr.To(int64(0)) }},
+		{"metadata.name", func(a *v1alpha1.CallsApp) { a.Name = strings.Repeat("a", 64) }},
 	}
 	for i, tc := range apps {
 		t.Run("CallsApp "+tc.field, func(t *testing.T) {
@@ -191,7 +193,7 @@ func TestKubectlGetShowsThePrinterColumns(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		req, err := newTableRequest(strings.TrimSuffix(env.Config.Host, "/")+"/apis/calls.switchboard.dev/v1alpha1/namespaces/"+ns+"/"+resource, ctx)
+		req, err := newTableRequest(ctx, strings.TrimSuffix(env.Config.Host, "/")+"/apis/calls.switchboard.dev/v1alpha1/namespaces/"+ns+"/"+resource)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -219,6 +221,15 @@ func TestKubectlGetShowsThePrinterColumns(t *testing.T) {
 			c = append(c, strings.ToUpper(d.Name))
 		}
 		return c
+	}
+
+	// kubectl get callsapps --field-selector spec.poolRef.name=demo
+	var byPool v1alpha1.CallsAppList
+	if err := env.Client.List(ctx, &byPool, client.InNamespace(ns), client.MatchingFields{"spec.poolRef.name": "demo"}); err != nil || len(byPool.Items) != 1 {
+		t.Fatalf("field selector on spec.poolRef.name: %d items, %v", len(byPool.Items), err)
+	}
+	if err := env.Client.List(ctx, &byPool, client.InNamespace(ns), client.MatchingFields{"spec.poolRef.name": "other"}); err != nil || len(byPool.Items) != 0 {
+		t.Fatalf("field selector on another pool: %d items, %v", len(byPool.Items), err)
 	}
 
 	var apps *metav1.Table
@@ -255,5 +266,14 @@ func TestKubectlGetShowsThePrinterColumns(t *testing.T) {
 	if want := fmt.Sprintf("[demo 0 2 0 http://demo-api.%s.svc]", ns); cells != want {
 		t.Errorf("sfupools row %s, want %s", cells, want)
 	}
-	_ = corev1.Service{}
+}
+
+// newTableRequest asks for a list as a server-side Table, as kubectl get does.
+func newTableRequest(ctx context.Context, url string) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io")
+	return req, nil
 }

@@ -28,6 +28,10 @@ import (
 	"github.com/switchboard-rtc/switchboard/sfu/config"
 )
 
+// conflictRequeue is how soon a reconcile whose status write met a newer
+// object runs again.
+const conflictRequeue = 200 * time.Millisecond
+
 // Reconciler reconciles SFUPool objects.
 type Reconciler struct {
 	// Client reads from the manager's cache and writes to the API server.
@@ -68,7 +72,7 @@ type scope struct {
 }
 
 // Reconcile brings one pool's children and status up to date.
-func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, reterr error) {
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, reterr error) {
 	logger := log.FromContext(ctx)
 	pool := &v1alpha1.SFUPool{}
 	if err := r.Client.Get(ctx, req.NamespacedName, pool); err != nil {
@@ -88,8 +92,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 		if equality.Semantic.DeepEqual(before.Status, pool.Status) {
 			return
 		}
-		if err := r.Client.Status().Patch(ctx, pool, client.MergeFrom(before)); err != nil {
+		// The optimistic lock makes a write from a stale view fail instead
+		// of overwriting what another writer (pod reports) put there.
+		if err := r.Client.Status().Patch(ctx, pool, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
 			if apierrors.IsNotFound(err) {
+				return
+			}
+			if apierrors.IsConflict(err) && reterr == nil {
+				logger.V(1).Info("status changed meanwhile; reconciling again", "sfupool", req.NamespacedName)
+				res = ctrl.Result{RequeueAfter: conflictRequeue}
 				return
 			}
 			logger.Error(err, "patch status", "sfupool", req.NamespacedName)

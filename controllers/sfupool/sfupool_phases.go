@@ -77,6 +77,9 @@ func (r *Reconciler) reconcileChildren(ctx context.Context, s *scope) error {
 		return err
 	}
 	s.applyErr = nil
+	if err := r.keepAutoscaledReplicas(ctx, s, children); err != nil {
+		return err
+	}
 	for _, c := range children {
 		var res apply.Result
 		var err error
@@ -117,5 +120,35 @@ func (r *Reconciler) reconcileWorkload(ctx context.Context, s *scope) error {
 	}
 	sort.Slice(pods.Items, func(i, j int) bool { return pods.Items[i].Name < pods.Items[j].Name })
 	s.pods = pods.Items
+	return nil
+}
+
+// keepAutoscaledReplicas sets the replicas of the rendered StatefulSet to
+// what the StatefulSet has now when an autoscaler owns them (minReplicas
+// before it exists). Leaving the field out of the apply instead would, on
+// the switch from fixed replicas, drop the operator's ownership and let the
+// API server default replicas to 1, deleting running pods. Applying the
+// current value keeps the operator a co-owner that never moves it.
+func (r *Reconciler) keepAutoscaledReplicas(ctx context.Context, s *scope, children []render.Child) error {
+	a := s.pool.Spec.Autoscaling
+	if a == nil {
+		return nil
+	}
+	for _, c := range children {
+		want, ok := c.Object.(*appsv1.StatefulSet)
+		if !ok {
+			continue
+		}
+		replicas := a.MinReplicas
+		var have appsv1.StatefulSet
+		err := r.Client.Get(ctx, client.ObjectKeyFromObject(want), &have)
+		switch {
+		case err == nil && have.Spec.Replicas != nil:
+			replicas = *have.Spec.Replicas
+		case err != nil && !apierrors.IsNotFound(err):
+			return fmt.Errorf("get statefulset %s: %w", want.Name, err)
+		}
+		want.Spec.Replicas = &replicas
+	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -162,8 +163,8 @@ func TestPoolCreatesEveryChildWithOwnerReferencesPortsProbesAndSecurity(t *testi
 	if sts.Spec.Template.Annotations[v1alpha1.AnnotationRestartHash] == "" {
 		t.Error("no restart hash on the pod template")
 	}
-	if !slices.Contains(c.Args, "--config=/etc/switchboard/switchboard.json") || c.Args[0] != "sfu" {
-		t.Errorf("sfu args %v", c.Args)
+	if !slices.Equal(c.Command, []string{"switchboard"}) || c.Args[0] != "sfu" || !slices.Contains(c.Args, "--config=/etc/switchboard/switchboard.json") {
+		t.Errorf("sfu command %v args %v", c.Command, c.Args)
 	}
 
 	// The rendered config, as pods will parse it.
@@ -221,17 +222,13 @@ func TestChangingThePoolSpecUpdatesTheChildren(t *testing.T) {
 	}
 	oldHash := before.Spec.Template.Annotations[v1alpha1.AnnotationRestartHash]
 
-	if err := get(ctx, ns, "demo", pool); err != nil {
-		t.Fatal(err)
-	}
-	pool.Spec.Replicas = ptr.To(int32(3))
-	pool.Spec.Media = v1alpha1.MediaSpec{Exposure: v1alpha1.ExposureHostNetwork, UDPPort: 40000}
-	pool.Spec.DrainTimeout = &metav1.Duration{Duration: time.Minute}
-	pool.Spec.TURN.Enabled = ptr.To(false)
-	pool.Spec.Image = "example.com/switchboard:v2"
-	if err := env.Client.Update(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+	env.Update(t, pool, func() {
+		pool.Spec.Replicas = ptr.To(int32(3))
+		pool.Spec.Media = v1alpha1.MediaSpec{Exposure: v1alpha1.ExposureHostNetwork, UDPPort: 40000}
+		pool.Spec.DrainTimeout = &metav1.Duration{Duration: time.Minute}
+		pool.Spec.TURN.Enabled = ptr.To(false)
+		pool.Spec.Image = "example.com/switchboard:v2"
+	})
 
 	testenv.Eventually(t, "statefulset follows the spec", func() error {
 		var sts appsv1.StatefulSet
@@ -286,14 +283,10 @@ func TestChangingThePoolSpecUpdatesTheChildren(t *testing.T) {
 	})
 
 	// Switching to autoscaling hands replicas to an autoscaler.
-	if err := get(ctx, ns, "demo", pool); err != nil {
-		t.Fatal(err)
-	}
-	pool.Spec.Replicas = nil
-	pool.Spec.Autoscaling = &v1alpha1.AutoscalingSpec{MinReplicas: 2, MaxReplicas: 6}
-	if err := env.Client.Update(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+	env.Update(t, pool, func() {
+		pool.Spec.Replicas = nil
+		pool.Spec.Autoscaling = &v1alpha1.AutoscalingSpec{MinReplicas: 2, MaxReplicas: 6}
+	})
 	testenv.Eventually(t, "autoscaler created", func() error {
 		var hpa autoscalingv2.HorizontalPodAutoscaler
 		if err := get(ctx, ns, "demo-sfu", &hpa); err != nil {
@@ -304,6 +297,17 @@ func TestChangingThePoolSpecUpdatesTheChildren(t *testing.T) {
 		}
 		return nil
 	})
+	// Handing replicas to the autoscaler must not reset them: dropping the
+	// field from the apply would let the API server default it to 1 and
+	// delete running pods.
+	time.Sleep(time.Second)
+	var sts appsv1.StatefulSet
+	if err := get(ctx, ns, "demo-sfu", &sts); err != nil {
+		t.Fatal(err)
+	}
+	if got := ptr.Deref(sts.Spec.Replicas, 0); got != 3 {
+		t.Fatalf("replicas %d after switching to autoscaling, want the 3 running", got)
+	}
 }
 
 // TestDeletingThePoolRemovesItsChildren deletes a pool and checks that its
@@ -403,4 +407,141 @@ func sweepOrphans(t *testing.T, ns string) []string {
 		}
 	}
 	return deleted
+}
+
+func TestMissingTURNTLSSecretDegradesThePool(t *testing.T) {
+	ctx := context.Background()
+	ns := env.Namespace(t)
+	env.StartManager(t, ns)
+	pool := newPool(ns)
+	pool.Spec.TURN.TLSSecretRef = &corev1.LocalObjectReference{Name: "turn-cert"}
+	pool.Spec.TURN.Listeners = []v1alpha1.TURNListener{{Name: "tls", Protocol: v1alpha1.TURNProtocolTLS, Port: 5349, ServicePort: 443}}
+	if err := env.Client.Create(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, "Degraded=True TLSSecretNotFound", func() error {
+		if err := get(ctx, ns, "demo", pool); err != nil {
+			return err
+		}
+		c := meta.FindStatusCondition(pool.Status.Conditions, v1alpha1.DegradedCondition)
+		if c == nil || c.Status != metav1.ConditionTrue || c.Reason != v1alpha1.ReasonTLSSecretNotFound || !strings.Contains(c.Message, "turn-cert") {
+			return fmt.Errorf("Degraded %+v", c)
+		}
+		return nil
+	})
+	// The rest of the pool is still built: TURN waits for its volume.
+	var d appsv1.Deployment
+	if err := get(ctx, ns, "demo-turn", &d); err != nil {
+		t.Fatal(err)
+	}
+	args := d.Spec.Template.Spec.Containers[0].Args
+	if !slices.Contains(args, "--tls-port=5349") || !slices.Contains(args, "--tls-cert=/etc/switchboard/tls/tls.crt") {
+		t.Errorf("turn args %v", args)
+	}
+	var svc corev1.Service
+	if err := get(ctx, ns, "demo-turn", &svc); err != nil {
+		t.Fatal(err)
+	}
+	if p := svc.Spec.Ports; len(p) != 1 || p[0].Port != 443 || p[0].TargetPort.String() != "turn-tls" || p[0].Protocol != corev1.ProtocolTCP {
+		t.Errorf("turn service ports %+v", p)
+	}
+}
+
+func TestAChildEditedByHandIsPutBack(t *testing.T) {
+	ctx := context.Background()
+	ns := env.Namespace(t)
+	env.StartManager(t, ns)
+	pool := newPool(ns)
+	if err := env.Client.Create(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	waitChildren(t, ns, pool)
+	// kubectl scale statefulset demo-sfu --replicas=7, and a changed probe.
+	sts := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "demo-sfu", Namespace: ns}}
+	env.Update(t, sts, func() {
+		sts.Spec.Replicas = ptr.To(int32(7))
+		sts.Spec.Template.Spec.Containers[0].ReadinessProbe.HTTPGet.Path = "/"
+	})
+	testenv.Eventually(t, "StatefulSet put back", func() error {
+		if err := get(ctx, ns, "demo-sfu", sts); err != nil {
+			return err
+		}
+		if r, p := ptr.Deref(sts.Spec.Replicas, 0), sts.Spec.Template.Spec.Containers[0].ReadinessProbe.HTTPGet.Path; r != 2 || p != "/ready" {
+			return fmt.Errorf("replicas %d, readiness path %q", r, p)
+		}
+		return nil
+	})
+}
+
+func TestPoolStatusListsPodsWithAddressesAndDraining(t *testing.T) {
+	ctx := context.Background()
+	ns := env.Namespace(t)
+	env.StartManager(t, ns)
+	pool := newPool(ns)
+	pool.Spec.Media.Exposure = v1alpha1.ExposureHostNetwork
+	if err := env.Client.Create(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, "StatefulSet exists", func() error {
+		return get(ctx, ns, "demo-sfu", &appsv1.StatefulSet{})
+	})
+	for i, ip := range []string{"10.0.0.10", "10.0.0.11"} {
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{
+				Name: fmt.Sprintf("demo-sfu-%d", i), Namespace: ns,
+				Labels: map[string]string{
+					v1alpha1.LabelName: "switchboard", v1alpha1.LabelPool: "demo", v1alpha1.LabelComponent: "sfu",
+					v1alpha1.LabelManagedBy: v1alpha1.ManagedBy,
+				},
+				// Keeps the pod terminating after deletion, as a draining pod is.
+				Finalizers: []string{"test.switchboard.dev/hold"},
+			},
+			Spec: corev1.PodSpec{
+				ServiceAccountName: "demo-switchboard", AutomountServiceAccountToken: ptr.To(false),
+				Containers: []corev1.Container{{Name: "sfu", Image: "switchboard"}},
+			},
+		}
+		if err := env.Client.Create(ctx, pod); err != nil {
+			t.Fatal(err)
+		}
+		pod.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip, HostIP: fmt.Sprintf("192.0.2.%d", i+1),
+			Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}}
+		if err := env.Client.Status().Update(ctx, pod); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: pod.Name, Namespace: ns}}
+			env.Update(t, p, func() { p.Finalizers = nil })
+		})
+	}
+	testenv.Eventually(t, "Ready with two pods", func() error {
+		if err := get(ctx, ns, "demo", pool); err != nil {
+			return err
+		}
+		st := pool.Status
+		if ptr.Deref(st.ReadyReplicas, 0) != 2 || len(st.Pods) != 2 || !meta.IsStatusConditionTrue(st.Conditions, v1alpha1.ReadyCondition) {
+			return fmt.Errorf("status %+v", st)
+		}
+		// HostNetwork: pods advertise their node's address.
+		if st.Pods[1].MediaAddress != "192.0.2.2" || st.Pods[1].PodIP != "10.0.0.11" {
+			return fmt.Errorf("pod %+v", st.Pods[1])
+		}
+		return nil
+	})
+	if err := env.Client.Delete(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "demo-sfu-1", Namespace: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, "one pod draining", func() error {
+		if err := get(ctx, ns, "demo", pool); err != nil {
+			return err
+		}
+		st := pool.Status
+		if st.DrainingReplicas != 1 || ptr.Deref(st.ReadyReplicas, 0) != 1 || !st.Pods[1].Draining || st.Pods[1].Ready {
+			return fmt.Errorf("status %+v", st)
+		}
+		if c := meta.FindStatusCondition(st.Conditions, v1alpha1.ReadyCondition); c.Status != metav1.ConditionFalse || c.Reason != v1alpha1.ReasonPodsNotReady {
+			return fmt.Errorf("Ready %+v", c)
+		}
+		return nil
+	})
 }

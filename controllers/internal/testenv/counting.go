@@ -8,10 +8,15 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
+
+	"github.com/switchboard-rtc/switchboard/controllers"
 )
 
 func controllerConfig() config.Controller {
-	return config.Controller{SkipNameValidation: ptr.To(true)}
+	return config.Controller{
+		SkipNameValidation:      ptr.To(true),
+		MaxConcurrentReconciles: controllers.DefaultMaxConcurrentReconciles,
+	}
 }
 
 // CountingClient wraps a client and records every write that reaches the

@@ -6,16 +6,19 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -62,6 +65,8 @@ func RepoRoot() (string, error) {
 // Start starts kube-apiserver and etcd and installs the CRDs from
 // config/crd/bases. Call it once per test package, from TestMain.
 func Start() (*Env, error) {
+	// Errors only: shown when a test package fails, quiet otherwise.
+	log.SetLogger(logr.FromSlogHandler(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
 	root, err := RepoRoot()
 	if err != nil {
 		return nil, err
@@ -171,4 +176,22 @@ func (e *Env) start(t testing.TB, ns string, withControllers bool) (client.Clien
 		t.Fatal("cache did not sync")
 	}
 	return mgr.GetClient(), mgr.GetAPIReader()
+}
+
+// Update reads obj afresh, applies mutate and updates it, retrying when a
+// controller changed the object in between (a status write bumps the
+// resource version).
+func (e *Env) Update(t testing.TB, obj client.Object, mutate func()) {
+	t.Helper()
+	ctx := context.Background()
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := e.Client.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+			return err
+		}
+		mutate()
+		return e.Client.Update(ctx, obj)
+	})
+	if err != nil {
+		t.Fatalf("update %T %s: %v", obj, obj.GetName(), err)
+	}
 }
