@@ -39,9 +39,10 @@ const (
 	DrainMargin = 15 * time.Second
 	// RunAsID is the non-root UID and GID of every container.
 	RunAsID = int64(65532)
-	// Binary is the command of SFU and TURN containers; the image must have
+	// Binary is the command of SFU and TURN containers: the path `make image`
+	// puts the binary at; the image must have
 	// it on its PATH. Set explicitly so the image's entrypoint does not matter.
-	Binary = "switchboard"
+	Binary = "/switchboard"
 
 	sfuComponent  = "sfu"
 	turnComponent = "turn"
@@ -142,10 +143,8 @@ func SFUStatefulSet(pool *v1alpha1.SFUPool, restartHash string) *appsv1.Stateful
 	args := []string{
 		"sfu",
 		"--config=" + ConfigPath,
-		"--http-addr=:" + strconv.Itoa(HTTPPort),
-		"--pod-name=$(POD_NAME)",
-		"--advertise-ip=" + advertise,
-		"--peer-domain=" + InternalServiceName(p) + "." + namespace(p) + ".svc",
+		"--listen=:" + strconv.Itoa(HTTPPort),
+		"--advertise=" + advertise,
 	}
 	mediaPort := corev1.ContainerPort{Name: MediaPortName, ContainerPort: s.Media.UDPPort, Protocol: corev1.ProtocolUDP}
 	if hostNet {
@@ -222,29 +221,34 @@ func TURNDeployment(pool *v1alpha1.SFUPool, restartHash string) *appsv1.Deployme
 	args := []string{
 		"turn",
 		"--config=" + ConfigPath,
-		"--http-addr=:" + strconv.Itoa(HTTPPort),
-		"--relay-ip=$(POD_IP)",
+		"--health-listen=:" + strconv.Itoa(HTTPPort),
+		"--public-ip=$(POD_IP)",
 	}
+	// Every listener flag is set, 0 for a protocol the pool does not list,
+	// because the command's own defaults open UDP, TCP and TLS.
+	udp, tcp, tls := 0, 0, 0
 	ports := []corev1.ContainerPort{{Name: HTTPPortName, ContainerPort: HTTPPort, Protocol: corev1.ProtocolTCP}}
 	hasTLS := false
 	for _, l := range s.TURN.Listeners {
 		switch l.Protocol {
 		case v1alpha1.TURNProtocolUDP:
-			args = append(args, "--udp-port="+strconv.Itoa(int(l.Port)))
+			udp = int(l.Port)
 			ports = append(ports, corev1.ContainerPort{Name: "turn-" + l.Name, ContainerPort: l.Port, Protocol: corev1.ProtocolUDP})
 		case v1alpha1.TURNProtocolTCP:
-			args = append(args, "--tcp-port="+strconv.Itoa(int(l.Port)))
+			tcp = int(l.Port)
 			ports = append(ports, corev1.ContainerPort{Name: "turn-" + l.Name, ContainerPort: l.Port, Protocol: corev1.ProtocolTCP})
 		case v1alpha1.TURNProtocolTLS:
 			hasTLS = true
-			args = append(args, "--tls-port="+strconv.Itoa(int(l.Port)),
-				"--tls-cert="+TLSDir+"/"+corev1.TLSCertKey, "--tls-key="+TLSDir+"/"+corev1.TLSPrivateKeyKey)
+			tls = int(l.Port)
+			args = append(args, "--tls-cert="+TLSDir+"/"+corev1.TLSCertKey, "--tls-key="+TLSDir+"/"+corev1.TLSPrivateKeyKey)
 			ports = append(ports, corev1.ContainerPort{Name: "turn-" + l.Name, ContainerPort: l.Port, Protocol: corev1.ProtocolTCP})
 		}
 	}
+	args = append(args, "--udp="+strconv.Itoa(udp), "--tcp="+strconv.Itoa(tcp), "--tls="+strconv.Itoa(tls))
 	if s.Media.Exposure == v1alpha1.ExposureTURNIngress {
-		// The relay may reach the SFU pods' media port and nothing else.
-		args = append(args, "--sfu-peers="+MediaServiceName(p)+"."+namespace(p)+".svc:"+strconv.Itoa(int(s.Media.UDPPort)))
+		// The relay may reach the SFU pods' media port and nothing else; the
+		// headless Service lists every SFU pod's address.
+		args = append(args, "--sfu-service="+InternalServiceName(p)+"."+namespace(p)+".svc")
 	}
 	mounts := []corev1.VolumeMount{
 		{Name: configVolume, MountPath: ConfigDir, ReadOnly: true},

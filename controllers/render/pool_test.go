@@ -74,7 +74,7 @@ func TestHostNetworkKeepsOneSFUPodPerNodeOnTheNodePort(t *testing.T) {
 	if media.ContainerPort != 40000 || media.HostPort != 40000 || media.Protocol != corev1.ProtocolUDP {
 		t.Fatalf("media port %+v", media)
 	}
-	if !slices.Contains(spec.Containers[0].Args, "--advertise-ip=$(NODE_IP)") {
+	if !slices.Contains(spec.Containers[0].Args, "--advertise=$(NODE_IP)") {
 		t.Fatalf("args %v do not advertise the node IP", spec.Containers[0].Args)
 	}
 	if sts.Spec.Replicas != nil {
