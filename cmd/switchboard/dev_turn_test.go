@@ -20,6 +20,7 @@ import (
 	"github.com/pion/stun/v3"
 	pionturn "github.com/pion/turn/v4"
 
+	"github.com/switchboard-rtc/switchboard/controllers/render"
 	"github.com/switchboard-rtc/switchboard/turn"
 )
 
@@ -218,18 +219,31 @@ func TestDevServesTURNCredentialsAndRelay(t *testing.T) {
 }
 
 // --turn-port -1 runs dev without TURN: no TURN lines, and the credentials
-// API says no TURN endpoint is configured.
+// API answers the app's valid TURN token with 503 turn_unavailable.
 func TestDevWithoutTURN(t *testing.T) {
-	out, _ := startDevInProcess(t, "--turn-port", "-1")
-	if devTURNLine.MatchString(out) || devKeyLine.MatchString(out) {
+	stateDir := t.TempDir()
+	out, _ := startDevInProcess(t, "--turn-port", "-1", "--state-dir", stateDir)
+	if devTURNLine.MatchString(out) || devKeyLine.MatchString(out) || strings.Contains(out, "turn/keys") {
 		t.Fatalf("dev printed TURN details with TURN disabled:\n%s", out)
 	}
 	base := devBaseLine.FindStringSubmatch(out)
 	if base == nil {
 		t.Fatalf("no base URL:\n%s", out)
 	}
-	st, raw := devPost(t, base[1]+"/v1/turn/keys/0123/credentials/generate-ice-servers", "x")
-	if st != http.StatusUnauthorized {
-		t.Fatalf("generate-ice-servers without TURN: %d %s, want 401 (no key is known)", st, raw)
+	state, err := openDevState(stateDir)
+	if err != nil || len(state.Apps) != 1 {
+		t.Fatalf("dev state: %v %+v", err, state)
+	}
+	var creds render.AppCredentials
+	for _, data := range state.Apps {
+		raw := map[string][]byte{}
+		for k, v := range data {
+			raw[k] = []byte(v)
+		}
+		creds = render.CredentialsFromSecretData(raw)
+	}
+	st, raw := devPost(t, base[1]+"/v1/turn/keys/"+creds.TURNKeyID+"/credentials/generate-ice-servers", creds.TURNKeyToken)
+	if st != http.StatusServiceUnavailable || !strings.Contains(string(raw), `"turn_unavailable"`) {
+		t.Fatalf("generate-ice-servers without TURN: %d %s, want 503 turn_unavailable", st, raw)
 	}
 }
