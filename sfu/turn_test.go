@@ -49,21 +49,27 @@ func newTURNEnv(t *testing.T) *turnEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
+	tl, err := net.Listen("tcp", pc.LocalAddr().String())
+	if err != nil {
+		_ = pc.Close()
+		t.Fatal(err)
+	}
 	te := &turnEnv{turnAddr: pc.LocalAddr().String(), remotes: map[netip.AddrPort]bool{}}
 	cfg := testConfig(func(a *config.App) {
 		a.TURNKey = &config.TURNKey{ID: turnKeyA, TokenSHA256: hashHex(turnTokenA), HMACSecret: turnHMAC}
 	})
-	cfg.TURN = config.TURN{Enabled: true, URLs: []string{"turn:" + te.turnAddr + "?transport=udp"},
+	cfg.TURN = config.TURN{Enabled: true, URLs: []string{"turn:" + te.turnAddr + "?transport=udp", "turn:" + te.turnAddr + "?transport=tcp"},
 		RelayIPs: []string{turnRelayIP.String()}}
 
 	// The TURN pod side: TURNIngress, so the relay reaches only the SFU's
 	// media endpoint (set below, once the SFU listens).
 	turnPod := *cfg
 	turnPod.Media.Exposure = config.ExposureTURNIngress
-	te.turn, err = turn.New(turn.Config{PacketConns: []net.PacketConn{pc}, RelayIP: turnRelayIP,
+	te.turn, err = turn.New(turn.Config{PacketConns: []net.PacketConn{pc}, Listeners: []net.Listener{tl}, RelayIP: turnRelayIP,
 		Pod: &turnPod, Logger: testLogger()})
 	if err != nil {
 		_ = pc.Close()
+		_ = tl.Close()
 		t.Fatalf("turn.New: %v", err)
 	}
 	t.Cleanup(func() { _ = te.turn.Close() })
@@ -192,8 +198,20 @@ func TestRelayOnlyPublisherThroughTURNIsPulledByDirectClient(t *testing.T) {
 		}
 	}
 
+	// A second subscriber pulls through TURN over TCP, with its own credential.
+	tcpUser, tcpPass := turnCredential(t, te.generateICEServers())
+	tcpSub := pullThroughTURN(t, te, pubSID, "relay", []webrtc.ICEServer{{
+		URLs: []string{"turn:" + te.turnAddr + "?transport=tcp"}, Username: tcpUser, Credential: tcpPass}})
+	tcpSub.waitMedia("0", "relay-audio", 20)
+	tcpSub.waitMedia("1", "relay-video", 10)
+	for _, mid := range []string{"0", "1"} {
+		if bad := tcpSub.stats(mid).bad.Load(); bad != 0 {
+			t.Fatalf("TCP relay, mid %s: %d packets arrived with a damaged payload", mid, bad)
+		}
+	}
+
 	// Count once: the direct subscriber's address is reported, the relayed
-	// publisher's never is.
+	// clients' never are.
 	subPair, err := sub.pc.SCTP().Transport().ICETransport().GetSelectedCandidatePair()
 	if err != nil || subPair == nil {
 		t.Fatalf("subscriber pair: %v", err)
@@ -207,7 +225,7 @@ func TestRelayOnlyPublisherThroughTURNIsPulledByDirectClient(t *testing.T) {
 	te.mu.Lock()
 	for a := range te.remotes {
 		if a.Addr() == turnRelayIP {
-			t.Errorf("relayed transport %v reported to the metering hook (want only %v; the TURN server meters %v)", a, direct, relayed)
+			t.Errorf("relayed transport %v reported to the metering hook (want only %v; the TURN server meters %v and the TCP subscriber)", a, direct, relayed)
 		}
 	}
 	te.mu.Unlock()
@@ -238,7 +256,8 @@ func TestRelayOnlyPublisherThroughTURNIsPulledByDirectClient(t *testing.T) {
 func TestTURNCredentialsAPIServedWithSessionAPI(t *testing.T) {
 	te := newTURNEnv(t)
 	servers := te.generateICEServers()
-	if len(servers) != 2 || servers[0].URLs[0] != "stun:"+te.turnAddr || servers[1].URLs[0] != "turn:"+te.turnAddr+"?transport=udp" {
+	if len(servers) != 2 || servers[0].URLs[0] != "stun:"+te.turnAddr || len(servers[1].URLs) != 2 ||
+		servers[1].URLs[0] != "turn:"+te.turnAddr+"?transport=udp" || servers[1].URLs[1] != "turn:"+te.turnAddr+"?transport=tcp" {
 		t.Fatalf("iceServers = %+v", servers)
 	}
 	var legacy struct {
@@ -249,7 +268,7 @@ func TestTURNCredentialsAPIServedWithSessionAPI(t *testing.T) {
 		} `json:"iceServers"`
 	}
 	st, raw := te.call("POST", "/turn/keys/"+turnKeyA+"/credentials/generate", turnTokenA, nil, &legacy)
-	if st != http.StatusOK || legacy.ICEServers.Username == "" || len(legacy.ICEServers.URLs) != 2 {
+	if st != http.StatusOK || legacy.ICEServers.Username == "" || len(legacy.ICEServers.URLs) != 3 {
 		t.Fatalf("legacy generate on the alias: %d %s", st, raw)
 	}
 	if err := allocate(t, te.turnAddr, legacy.ICEServers.Username, legacy.ICEServers.Credential); err != nil {
@@ -292,4 +311,29 @@ func jsonHasCode(raw []byte, code string) bool {
 		ErrorCode string `json:"errorCode"`
 	}
 	return json.Unmarshal(raw, &body) == nil && body.ErrorCode == code
+}
+
+// pullThroughTURN subscribes a relay-only client to the publisher's tracks
+// (SFU offer, client answer), as pull does for a direct one.
+func pullThroughTURN(t *testing.T, te *turnEnv, pubSID, prefix string, ice []webrtc.ICEServer) *peer {
+	t.Helper()
+	sub := newPeerConfig(t, nil, webrtc.Configuration{ICEServers: ice, ICETransportPolicy: webrtc.ICETransportPolicyRelay})
+	sid := te.newSession(appA, secretA)
+	resp := te.tracksNew(appA, secretA, sid, session.TracksRequest{Tracks: []session.TrackObject{
+		{Location: "remote", SessionID: pubSID, TrackName: prefix + "-audio"},
+		{Location: "remote", SessionID: pubSID, TrackName: prefix + "-video"},
+	}})
+	if !resp.RequiresImmediateRenegotiation || resp.SessionDescription == nil {
+		t.Fatalf("pull must return an SFU offer: %+v", resp)
+	}
+	answer := sub.answer(resp.SessionDescription)
+	if st, raw := te.call("PUT", apiPath(appA, sid, "/renegotiate"), secretA, map[string]any{"sessionDescription": answer}, nil); st != http.StatusOK {
+		t.Fatalf("renegotiate: %d %s", st, raw)
+	}
+	sub.waitConnected()
+	pair, err := sub.pc.SCTP().Transport().ICETransport().GetSelectedCandidatePair()
+	if err != nil || pair == nil || pair.Local.Typ != webrtc.ICECandidateTypeRelay || pair.Local.Address != turnRelayIP.String() {
+		t.Fatalf("subscriber through TURN connected over %+v (%v), want a relay candidate on %s", pair, err, turnRelayIP)
+	}
+	return sub
 }
