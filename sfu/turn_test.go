@@ -150,11 +150,12 @@ func allocate(t *testing.T, server, username, password string) error {
 
 // A client that may only use relay candidates gets its TURN credentials from
 // the SFU's credentials API, publishes through our TURN server, and a direct
-// client pulls the tracks: every RTP payload arrives intact. The SFU does not
-// report the relayed transport to the metering hook (the TURN server meters
-// it), only the direct one. Revoking the username (204) ends the relayed
-// media and refuses new allocations with it at once.
-func TestRelayOnlyPublisherThroughTURNIsPulledByDirectClient(t *testing.T) {
+// client and a relay-only client over TURN/TCP pull the tracks: every RTP
+// payload arrives intact. The SFU does not report the relayed transports to
+// the metering hook (the TURN server meters them), only the direct one.
+// Revoking the publisher's username (204) ends its relayed media and refuses
+// new allocations with it at once.
+func TestRelayOnlyPublisherThroughTURNIsPulledDirectlyAndOverTURNTCP(t *testing.T) {
 	te := newTURNEnv(t)
 	servers := te.generateICEServers()
 	username, password := turnCredential(t, servers)
