@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,6 +18,7 @@ import (
 	"github.com/switchboard-rtc/switchboard/sfu/config"
 	"github.com/switchboard-rtc/switchboard/sfu/session"
 	"github.com/switchboard-rtc/switchboard/sfu/transport"
+	"github.com/switchboard-rtc/switchboard/turn"
 )
 
 // Options configures a Server.
@@ -43,6 +45,12 @@ type Options struct {
 	// Hooks let the usage layer observe the node without the media core
 	// importing it. Each may be nil.
 	Hooks Hooks
+	// TURNRevocations receives the revoke calls of the TURN credentials API
+	// (served at /v1/turn/keys/ with the keys and URLs of Config.TURN). When
+	// nil the set is local to this process; `switchboard dev` passes its
+	// TURN server's set so a revoked username is refused at once. Carrying
+	// revocations to a fleet's TURN pods is not built (docs/turn.md).
+	TURNRevocations turn.Revocations
 }
 
 // Hooks are callbacks into the usage and rate-limit layers. They run on
@@ -51,6 +59,8 @@ type Hooks struct {
 	// RemoteAddr: ICE selected (active) or stopped using (inactive) a client
 	// transport address for a session of app. Pair it with a counting
 	// PacketConn passed as Options.UDPConn to attribute media bytes.
+	// Addresses whose IP is one of the config's TURN.RelayIPs are never
+	// reported: the pool's TURN pods meter that traffic (counted once).
 	RemoteAddr func(app string, addr netip.AddrPort, active bool)
 	// Request: a Calls API answer for app ("unknown" if unauthenticated).
 	Request func(app string, status int)
@@ -65,6 +75,9 @@ type Server struct {
 	apps     *api.Apps
 	sessions *session.Manager
 	handler  *api.Handler
+	turnAPI  *turn.API
+	// relayIPs are the config's TURN.RelayIPs, read on ICE goroutines.
+	relayIPs atomic.Pointer[map[netip.Addr]bool]
 
 	mu      sync.Mutex
 	cfg     *config.Pod
@@ -82,6 +95,10 @@ func New(o Options) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("sfu: %w", err)
 	}
+	relayIPs, err := parseRelayIPs(cfg.TURN.RelayIPs)
+	if err != nil {
+		return nil, err
+	}
 	log := o.Logger
 	if log == nil {
 		log = slog.Default()
@@ -92,7 +109,6 @@ func New(o Options) (*Server, error) {
 		if addr == "" {
 			addr = fmt.Sprintf(":%d", cfg.Media.UDPPort)
 		}
-		var err error
 		if conn, err = net.ListenPacket("udp", addr); err != nil {
 			return nil, fmt.Errorf("sfu: listen media port: %w", err)
 		}
@@ -104,13 +120,24 @@ func New(o Options) (*Server, error) {
 	}
 	s := &Server{log: log, tr: tr, apps: api.NewApps(), cfg: &cfg}
 	s.apps.Set(cfg.Apps)
+	s.relayIPs.Store(&relayIPs)
+	rev := o.TURNRevocations
+	if rev == nil {
+		rev = turn.NewMemoryRevocations(nil)
+	}
+	s.turnAPI = turn.NewAPI(&cfg, rev, nil, log)
 	var newID func() session.SessionID
 	if o.NewSessionID != nil {
 		newID = func() session.SessionID { return session.SessionID(o.NewSessionID()) }
 	}
 	var onRemote func(session.AppID, netip.AddrPort, bool)
 	if f := o.Hooks.RemoteAddr; f != nil {
-		onRemote = func(app session.AppID, addr netip.AddrPort, active bool) { f(string(app), addr, active) }
+		onRemote = func(app session.AppID, addr netip.AddrPort, active bool) {
+			if (*s.relayIPs.Load())[addr.Addr().Unmap()] {
+				return // relayed by our own TURN pods, which meter it
+			}
+			f(string(app), addr, active)
+		}
 	}
 	s.sessions = session.NewManager(session.Config{
 		Transport: tr, Clock: o.Clock, Logger: log, Limits: s.apps.Limits,
@@ -118,12 +145,13 @@ func New(o Options) (*Server, error) {
 	})
 	s.handler = api.New(api.Options{Apps: s.apps, Sessions: s.sessions, Clock: o.Clock, Logger: log,
 		MaxBodyBytes: o.MaxBodyBytes, MaxSDPBytes: o.MaxSDPBytes,
-		OnRequest: o.Hooks.Request, OnRateLimited: o.Hooks.RateLimited})
+		OnRequest: o.Hooks.Request, OnRateLimited: o.Hooks.RateLimited, TURN: s.turnAPI})
 	log.Info("sfu ready", "udp", conn.LocalAddr().String(), "apps", len(cfg.Apps), "advertise", o.AdvertiseIPs)
 	return s, nil
 }
 
-// Handler serves the Calls API, /health, /ready and /metrics.
+// Handler serves the Calls API, the TURN credentials API, /health, /ready
+// and /metrics.
 func (s *Server) Handler() http.Handler { return s.handler }
 
 // Registry is the Prometheus registry behind /metrics, for extra collectors.
@@ -151,11 +179,17 @@ func (s *Server) SetConfig(p *config.Pod) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("sfu: %w", err)
 	}
+	relayIPs, err := parseRelayIPs(cfg.TURN.RelayIPs)
+	if err != nil {
+		return err
+	}
 	s.mu.Lock()
 	old := s.cfg
 	s.cfg = &cfg
 	s.mu.Unlock()
 	s.apps.Set(cfg.Apps)
+	s.turnAPI.Update(&cfg)
+	s.relayIPs.Store(&relayIPs)
 	keep := map[string]bool{}
 	for _, a := range cfg.Apps {
 		keep[a.ID] = true
@@ -233,4 +267,18 @@ func (s *Server) SessionIDs(appID string) []string {
 		out = append(out, string(id))
 	}
 	return out
+}
+
+// parseRelayIPs reads TURN.RelayIPs. A malformed entry refuses the whole
+// configuration rather than silently metering relayed traffic twice.
+func parseRelayIPs(list []string) (map[netip.Addr]bool, error) {
+	out := make(map[netip.Addr]bool, len(list))
+	for _, v := range list {
+		ip, err := netip.ParseAddr(v)
+		if err != nil {
+			return nil, fmt.Errorf("sfu: turn.relayIPs: %w", err)
+		}
+		out[ip.Unmap().WithZone("")] = true
+	}
+	return out, nil
 }
