@@ -163,7 +163,7 @@ func TestPoolCreatesEveryChildWithOwnerReferencesPortsProbesAndSecurity(t *testi
 	if sts.Spec.Template.Annotations[v1alpha1.AnnotationRestartHash] == "" {
 		t.Error("no restart hash on the pod template")
 	}
-	if !slices.Equal(c.Command, []string{"switchboard"}) || c.Args[0] != "sfu" || !slices.Contains(c.Args, "--config=/etc/switchboard/switchboard.json") {
+	if !slices.Equal(c.Command, []string{"/switchboard"}) || c.Args[0] != "sfu" || !slices.Contains(c.Args, "--config=/etc/switchboard/switchboard.json") {
 		t.Errorf("sfu command %v args %v", c.Command, c.Args)
 	}
 
@@ -435,7 +435,7 @@ func TestMissingTURNTLSSecretDegradesThePool(t *testing.T) {
 		t.Fatal(err)
 	}
 	args := d.Spec.Template.Spec.Containers[0].Args
-	if !slices.Contains(args, "--tls-port=5349") || !slices.Contains(args, "--tls-cert=/etc/switchboard/tls/tls.crt") {
+	if !slices.Contains(args, "--tls=5349") || !slices.Contains(args, "--tls-cert=/etc/switchboard/tls/tls.crt") {
 		t.Errorf("turn args %v", args)
 	}
 	var svc corev1.Service
