@@ -278,3 +278,47 @@ func TestSilentPublisherOnAnotherPodGoesInactiveAfterTrackTimeout(t *testing.T) 
 		return receiving == 0
 	})
 }
+
+func TestSimulcastLayerChoiceWorksAcrossPods(t *testing.T) {
+	pods := newFleet(t, 2, false)
+	a, b := pods[0], pods[1]
+	_, pubSID, _ := publishSimulcast(t, a)
+	subscribe := func(rid string) (*peer, string) {
+		sub := newPeer(t)
+		sid := b.newSession(appA, secretA)
+		resp := b.tracksNew(appA, secretA, sid, session.TracksRequest{Tracks: []session.TrackObject{
+			{Location: "remote", SessionID: pubSID, TrackName: "sim", Simulcast: &session.Simulcast{PreferredRid: rid}},
+		}})
+		if resp.Tracks[0].ErrorCode != "" {
+			t.Fatalf("pull simulcast on B: %+v", resp.Tracks)
+		}
+		b.renegotiate(appA, secretA, sid, sub.answer(resp.SessionDescription))
+		return sub, sid
+	}
+	subB, sidB := subscribe("b")
+	subC, _ := subscribe("c")
+	subB.waitMedia("0", "simb", 10)
+	subC.waitMedia("0", "simc", 10)
+	if n := recent(subB, "0", "sima", 300*time.Millisecond) + subB.count("0", "simc"); n != 0 {
+		t.Fatalf("subscriber preferring b got %d packets of other layers", n)
+	}
+	if n := subC.count("0", "sima") + subC.count("0", "simb"); n != 0 {
+		t.Fatalf("subscriber preferring c got %d packets of other layers", n)
+	}
+	if _, receiving := b.srv.RelayStreams(); receiving != 1 {
+		t.Fatalf("pod B receives %d relay streams for one simulcast track, want 1", receiving)
+	}
+	// tracks/update on B switches one subscriber; the other keeps its layer.
+	var out session.TracksResponse
+	st, raw := b.call("PUT", apiPath(appA, sidB, "/tracks/update"), secretA, map[string]any{"tracks": []map[string]any{{
+		"location": "remote", "mid": "0", "sessionId": pubSID, "trackName": "sim", "simulcast": map[string]string{"preferredRid": "a"},
+	}}}, &out)
+	if st != 200 || out.Tracks[0].ErrorCode != "" {
+		t.Fatalf("update on B: %d %s", st, raw)
+	}
+	subB.waitMedia("0", "sima", 10)
+	subC.waitMedia("0", "simc", subC.count("0", "simc")+10)
+	if n := subC.count("0", "sima") + subC.count("0", "simb"); n != 0 {
+		t.Fatalf("the other subscriber changed layer: %d packets", n)
+	}
+}
