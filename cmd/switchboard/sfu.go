@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -27,6 +28,7 @@ func runSFU(ctx context.Context, args []string) error {
 	cfgPath := fs.String("config", "/etc/switchboard/"+config.FileName, "pod configuration file (reloaded when it changes)")
 	listen := fs.String("listen", ":8080", "HTTP address of the session API, /health, /ready and /metrics")
 	udpPort := fs.Int("udp-port", 0, "ICE UDP port; overrides media.udpPort of the config")
+	udpIP := fs.String("udp-ip", "", "IP the ICE UDP port binds to (default: every address); set it when several pods share a host")
 	advertise := fs.String("advertise", "", "comma-separated IPs put in ICE candidates (default: $POD_IP or $NODE_IP per exposure)")
 	poll := fs.Duration("config-poll", 2*time.Second, "how often the config file is checked for changes")
 	shutdown := fs.Duration("shutdown-timeout", 10*time.Second, "how long in-flight HTTP requests may take at shutdown")
@@ -61,7 +63,7 @@ func runSFU(ctx context.Context, args []string) error {
 		}
 	}
 	srv, err := sfu.New(sfu.Options{
-		Config: cfg, UDPAddr: fmt.Sprintf(":%d", cfg.Media.UDPPort),
+		Config: cfg, UDPAddr: net.JoinHostPort(*udpIP, strconv.Itoa(cfg.Media.UDPPort)),
 		AdvertiseIPs: advertiseIPs(*advertise, cfg.Media.Exposure), Logger: log, PodOrdinal: *ordinal,
 	})
 	if err != nil {

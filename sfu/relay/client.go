@@ -270,9 +270,13 @@ func (c *Client) Sweep() {
 			r.close()
 			continue
 		}
+		r.mu.Lock()
 		if r.track.DownTracks() > 0 {
 			r.lastUsed = now
-		} else if now.Sub(r.lastUsed) > c.o.UnusedGrace {
+		}
+		unused := now.Sub(r.lastUsed) > c.o.UnusedGrace
+		r.mu.Unlock()
+		if unused {
 			r.log.Debug("relay closed: no local subscriber")
 			r.close()
 		}
@@ -313,15 +317,15 @@ type Relay struct {
 	log   *slog.Logger
 	ctrl  chan byte
 
-	created  time.Time
-	lastUsed time.Time // only touched by Sweep
+	created time.Time
 
-	mu      sync.Mutex
-	readers []*layerReader // by source layer index
-	closed  bool
-	once    sync.Once
-	done    chan struct{}
-	loops   sync.WaitGroup
+	mu       sync.Mutex
+	lastUsed time.Time      // last sweep that saw a local subscriber
+	readers  []*layerReader // by source layer index
+	closed   bool
+	once     sync.Once
+	done     chan struct{}
+	loops    sync.WaitGroup
 }
 
 func (r *Relay) isClosed() bool {
@@ -341,7 +345,7 @@ func (r *Relay) setLayers(rids []string) error {
 			r.mu.Unlock()
 			continue
 		}
-		lr := &layerReader{ch: make(chan []byte, 256), done: r.done}
+		lr := &layerReader{ch: make(chan *[]byte, 256), done: r.done}
 		r.readers = append(r.readers, lr)
 		r.mu.Unlock()
 		// The SSRC is the source layer index + 1, so a keyframe request
@@ -442,16 +446,15 @@ func (r *Relay) close() {
 
 // layerReader feeds one relayed layer to the local track's read loop.
 type layerReader struct {
-	ch   chan []byte
+	ch   chan *[]byte
 	done chan struct{}
 }
 
 func (l *layerReader) push(p []byte) {
 	bp := framePool.Get().(*[]byte)
-	b := append((*bp)[:0], p...)
-	*bp = b
+	*bp = append((*bp)[:0], p...)
 	select {
-	case l.ch <- b:
+	case l.ch <- bp:
 	default:
 		framePool.Put(bp)
 	}
@@ -462,11 +465,10 @@ func (l *layerReader) Read(b []byte) (int, interceptor.Attributes, error) {
 	select {
 	case <-l.done:
 		return 0, nil, io.EOF
-	case p := <-l.ch:
-		n := copy(b, p)
-		short := n < len(p)
-		p = p[:0]
-		framePool.Put(&p)
+	case bp := <-l.ch:
+		n := copy(b, *bp)
+		short := n < len(*bp)
+		framePool.Put(bp)
 		if short {
 			return 0, nil, errShortBuffer
 		}

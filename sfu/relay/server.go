@@ -94,7 +94,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_ = conn.Close()
 		return
 	}
-	st := &source{srv: s, conn: conn, br: brw.Reader, src: src, out: make(chan []byte, outQueue), done: make(chan struct{}),
+	st := &source{srv: s, conn: conn, br: brw.Reader, src: src, out: make(chan *[]byte, outQueue), done: make(chan struct{}),
 		log: s.log.With("relay", sid+"/"+name, "peer", conn.RemoteAddr().String())}
 	s.mu.Lock()
 	if s.closed {
@@ -130,7 +130,7 @@ type source struct {
 	conn net.Conn
 	br   *bufio.Reader
 	src  *forward.Track
-	out  chan []byte
+	out  chan *[]byte
 	log  *slog.Logger
 
 	once sync.Once
@@ -250,7 +250,7 @@ func (st *source) push(bp *[]byte, b []byte) {
 	default:
 	}
 	select {
-	case st.out <- b:
+	case st.out <- bp:
 	default:
 		st.dropped.Add(1)
 		framePool.Put(bp)
@@ -263,10 +263,9 @@ func (st *source) writeLoop() {
 		select {
 		case <-st.done:
 			return
-		case b := <-st.out:
-			_, err := w.Write(b)
-			bb := b[:0]
-			framePool.Put(&bb)
+		case bp := <-st.out:
+			_, err := w.Write(*bp)
+			framePool.Put(bp)
 			if err == nil && len(st.out) == 0 {
 				err = w.Flush()
 			}
