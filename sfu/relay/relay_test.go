@@ -71,12 +71,12 @@ func (c bindCtx) CodecParameters() []webrtc.RTPCodecParameters {
 	return []webrtc.RTPCodecParameters{{RTPCodecCapability: opus, PayloadType: 111}}
 }
 func (bindCtx) HeaderExtensions() []webrtc.RTPHeaderExtensionParameter { return nil }
-func (bindCtx) SSRC() webrtc.SSRC                                     { return 4242 }
-func (bindCtx) SSRCRetransmission() webrtc.SSRC                       { return 0 }
-func (bindCtx) SSRCForwardErrorCorrection() webrtc.SSRC               { return 0 }
-func (c bindCtx) WriteStream() webrtc.TrackLocalWriter                { return c.w }
-func (bindCtx) ID() string                                            { return "t" }
-func (bindCtx) RTCPReader() interceptor.RTCPReader                    { return nil }
+func (bindCtx) SSRC() webrtc.SSRC                                      { return 4242 }
+func (bindCtx) SSRCRetransmission() webrtc.SSRC                        { return 0 }
+func (bindCtx) SSRCForwardErrorCorrection() webrtc.SSRC                { return 0 }
+func (c bindCtx) WriteStream() webrtc.TrackLocalWriter                 { return c.w }
+func (bindCtx) ID() string                                             { return "t" }
+func (bindCtx) RTCPReader() interceptor.RTCPReader                     { return nil }
 
 // subscribe attaches a bound down track to t and returns what it writes.
 func subscribe(t *testing.T, tr *forward.Track) (*capture, *forward.DownTrack) {
