@@ -74,8 +74,10 @@ func TestMembersAddressesAndToken(t *testing.T) {
 func TestRouterServesForwardedCallsLocallyAndHidesRelayWithoutToken(t *testing.T) {
 	m := NewMembers(0, &config.Fleet{Token: "0123456789abcdef-token", Peers: []config.FleetPeer{{Ordinal: 1, Address: "127.0.0.1:1"}}})
 	var sawToken string
+	var sawForwarded bool
 	local := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sawToken = r.Header.Get(TokenHeader)
+		sawForwarded = Forwarded(r)
 		w.WriteHeader(299)
 	})
 	relay := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(298) })
@@ -88,8 +90,16 @@ func TestRouterServesForwardedCallsLocallyAndHidesRelayWithoutToken(t *testing.T
 	req.Header.Set(TokenHeader, "0123456789abcdef-token")
 	w := httptest.NewRecorder()
 	rt.ServeHTTP(w, req)
-	if w.Code != 299 || sawToken != "" {
-		t.Fatalf("forwarded call: %d, token seen by API %q", w.Code, sawToken)
+	if w.Code != 299 || sawToken != "" || !sawForwarded {
+		t.Fatalf("forwarded call: %d, token seen by API %q, marked forwarded %v", w.Code, sawToken, sawForwarded)
+	}
+	// A made-up token is dropped and the call is an ordinary client call.
+	req = httptest.NewRequest("GET", "/v1/apps/a/sessions/"+NewSessionID(0), nil)
+	req.Header.Set(TokenHeader, "guessed-token-0123456789")
+	w = httptest.NewRecorder()
+	rt.ServeHTTP(w, req)
+	if w.Code != 299 || sawToken != "" || sawForwarded {
+		t.Fatalf("guessed token: %d, token seen %q, marked forwarded %v", w.Code, sawToken, sawForwarded)
 	}
 	// sessions/new and other pods' calls with an unreachable owner.
 	w = httptest.NewRecorder()

@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"context"
 	"encoding/json"
 	"log/slog"
 	"net"
@@ -75,6 +76,9 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		forwarded = m.Authentic(v)
 		r.Header.Del(TokenHeader)
 	}
+	if forwarded {
+		r = r.WithContext(context.WithValue(r.Context(), forwardedKey{}, true))
+	}
 	if !forwarded && r.Method != http.MethodOptions {
 		if sid, ok := sessionOf(r.URL.Path); ok {
 			if addr, ok := m.RemoteOwner(sid); ok {
@@ -84,6 +88,17 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	rt.Local.ServeHTTP(w, r)
+}
+
+type forwardedKey struct{}
+
+// Forwarded reports whether another fleet pod forwarded r (its fleet token
+// was valid). Middleware behind the router uses it to count a call once:
+// the per-client-IP app quota was applied on the entry pod, so the owner
+// must not apply it again to the entry pod's address.
+func Forwarded(r *http.Request) bool {
+	v, _ := r.Context().Value(forwardedKey{}).(bool)
+	return v
 }
 
 // sessionOf extracts {sessionId} from a Calls API path
