@@ -345,7 +345,7 @@ func (r *Relay) setLayers(rids []string) error {
 			r.mu.Unlock()
 			continue
 		}
-		lr := &layerReader{ch: make(chan *[]byte, 256), done: r.done}
+		lr := &layerReader{ch: make(chan *[]byte, outQueue), done: r.done}
 		r.readers = append(r.readers, lr)
 		r.mu.Unlock()
 		// The SSRC is the source layer index + 1, so a keyframe request

@@ -126,7 +126,11 @@ func newPod(t *testing.T) *pod {
 	}, nil)
 	mux := http.NewServeMux()
 	mux.Handle("GET "+prefix+"{appId}/{sessionId}/{trackName}", p.srv)
-	p.http = httptest.NewServer(mux)
+	// Short server timeouts, as the API server has (30 s there): they must
+	// not end a relay stream.
+	p.http = httptest.NewUnstartedServer(mux)
+	p.http.Config.ReadTimeout, p.http.Config.WriteTimeout = 200*time.Millisecond, 200*time.Millisecond
+	p.http.Start()
 	p.client = relay.NewClient(relay.ClientOptions{Token: func() string { return "tok" }, TokenHeader: tokenHeader, Prefix: prefix,
 		SweepEvery: -1, Now: func() time.Time { return time.Unix(0, p.now.Load()) }})
 	t.Cleanup(func() {
@@ -205,6 +209,10 @@ func TestRelayCarriesPacketsInOrderAndKeyframeRequestsBack(t *testing.T) {
 	// source pod's track runs on the wall clock, B's on its injected one).
 	time.Sleep(600 * time.Millisecond)
 	b.now.Add(int64(time.Second))
+	for n := uint32(51); n <= 60; n++ {
+		in.ch <- packet(n)
+	}
+	waitFor(t, "packets after the server's read and write timeouts", func() bool { return sub1.total.Load() >= 60 })
 	before := kfs.Load()
 	t1.RequestKeyframe(0)
 	waitFor(t, "keyframe request at the source", func() bool { return kfs.Load() > before })

@@ -84,7 +84,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "cannot upgrade", http.StatusInternalServerError)
 		return
 	}
-	// The API server's read and write timeouts do not apply to a stream.
+	// The API server's read and write timeouts must not end a stream
+	// (net/http clears them on hijack too).
 	_ = conn.SetDeadline(time.Time{})
 	if _, err := brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: " + Upgrade + "\r\n\r\n"); err != nil {
 		_ = conn.Close()
