@@ -191,6 +191,13 @@ func newPeer(t testing.TB) *peer { return newPeerWith(t, nil) }
 // newPeerWith lets a test change the peer's settings (e.g. ICE-lite).
 func newPeerWith(t testing.TB, tune func(*webrtc.SettingEngine)) *peer {
 	t.Helper()
+	return newPeerConfig(t, tune, webrtc.Configuration{})
+}
+
+// newPeerConfig also sets the PeerConnection configuration (ICE servers,
+// transport policy); bundling is always max-bundle.
+func newPeerConfig(t testing.TB, tune func(*webrtc.SettingEngine), cfg webrtc.Configuration) *peer {
+	t.Helper()
 	m, err := transport.MediaEngine()
 	if err != nil {
 		t.Fatal(err)
@@ -208,7 +215,8 @@ func newPeerWith(t testing.TB, tune func(*webrtc.SettingEngine)) *peer {
 		tune(&se)
 	}
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
-	pc, err := api.NewPeerConnection(webrtc.Configuration{BundlePolicy: webrtc.BundlePolicyMaxBundle})
+	cfg.BundlePolicy = webrtc.BundlePolicyMaxBundle
+	pc, err := api.NewPeerConnection(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/switchboard-rtc/switchboard/sfu/relay"
 	"github.com/switchboard-rtc/switchboard/sfu/session"
 	"github.com/switchboard-rtc/switchboard/sfu/transport"
+	"github.com/switchboard-rtc/switchboard/turn"
 )
 
 // Options configures a Server.
@@ -49,6 +50,12 @@ type Options struct {
 	// Hooks let the usage layer observe the node without the media core
 	// importing it. Each may be nil.
 	Hooks Hooks
+	// TURNRevocations receives the revoke calls of the TURN credentials API
+	// (served at /v1/turn/keys/ with the keys and URLs of Config.TURN). When
+	// nil the set is local to this process; `switchboard dev` passes its
+	// TURN server's set so a revoked username is refused at once. Carrying
+	// revocations to a fleet's TURN pods is not built (docs/turn.md).
+	TURNRevocations turn.Revocations
 }
 
 // Hooks are callbacks into the usage and rate-limit layers. They run on
@@ -57,6 +64,8 @@ type Hooks struct {
 	// RemoteAddr: ICE selected (active) or stopped using (inactive) a client
 	// transport address for a session of app. Pair it with a counting
 	// PacketConn passed as Options.UDPConn to attribute media bytes.
+	// Addresses whose IP is one of the config's TURN.RelayIPs are never
+	// reported: the pool's TURN pods meter that traffic (counted once).
 	RemoteAddr func(app string, addr netip.AddrPort, active bool)
 	// Request: a Calls API answer for app ("unknown" if unauthenticated).
 	Request func(app string, status int)
@@ -71,6 +80,9 @@ type Server struct {
 	apps     *api.Apps
 	sessions *session.Manager
 	handler  *api.Handler
+	turnAPI  *turn.API
+	// relayIPs are the config's TURN.RelayIPs, read on ICE goroutines.
+	relayIPs atomic.Pointer[map[netip.Addr]bool]
 
 	// Fleet: membership (nil without Config.Fleet), the router in front of
 	// the API, and both sides of the track relay.
@@ -96,6 +108,10 @@ func New(o Options) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("sfu: %w", err)
 	}
+	relayIPs, err := parseRelayIPs(cfg.TURN.RelayIPs)
+	if err != nil {
+		return nil, err
+	}
 	log := o.Logger
 	if log == nil {
 		log = slog.Default()
@@ -106,7 +122,6 @@ func New(o Options) (*Server, error) {
 		if addr == "" {
 			addr = fmt.Sprintf(":%d", cfg.Media.UDPPort)
 		}
-		var err error
 		if conn, err = net.ListenPacket("udp", addr); err != nil {
 			return nil, fmt.Errorf("sfu: listen media port: %w", err)
 		}
@@ -118,6 +133,12 @@ func New(o Options) (*Server, error) {
 	}
 	s := &Server{log: log, tr: tr, apps: api.NewApps(), cfg: &cfg, ordinal: o.PodOrdinal}
 	s.apps.Set(cfg.Apps)
+	s.relayIPs.Store(&relayIPs)
+	rev := o.TURNRevocations
+	if rev == nil {
+		rev = turn.NewMemoryRevocations(nil)
+	}
+	s.turnAPI = turn.NewAPI(&cfg, rev, nil, log)
 	s.members.Store(fleet.NewMembers(o.PodOrdinal, cfg.Fleet))
 	newID := s.fleetSessionID
 	if o.NewSessionID != nil {
@@ -126,7 +147,12 @@ func New(o Options) (*Server, error) {
 	s.startRelay(o)
 	var onRemote func(session.AppID, netip.AddrPort, bool)
 	if f := o.Hooks.RemoteAddr; f != nil {
-		onRemote = func(app session.AppID, addr netip.AddrPort, active bool) { f(string(app), addr, active) }
+		onRemote = func(app session.AppID, addr netip.AddrPort, active bool) {
+			if (*s.relayIPs.Load())[addr.Addr().Unmap()] {
+				return // relayed by our own TURN pods, which meter it
+			}
+			f(string(app), addr, active)
+		}
 	}
 	s.sessions = session.NewManager(session.Config{
 		Transport: tr, Clock: o.Clock, Logger: log, Limits: s.apps.Limits,
@@ -134,14 +160,15 @@ func New(o Options) (*Server, error) {
 	})
 	s.handler = api.New(api.Options{Apps: s.apps, Sessions: s.sessions, Clock: o.Clock, Logger: log,
 		MaxBodyBytes: o.MaxBodyBytes, MaxSDPBytes: o.MaxSDPBytes,
-		OnRequest: o.Hooks.Request, OnRateLimited: o.Hooks.RateLimited})
+		OnRequest: o.Hooks.Request, OnRateLimited: o.Hooks.RateLimited, TURN: s.turnAPI})
 	s.router = s.newRouter()
 	log.Info("sfu ready", "udp", conn.LocalAddr().String(), "apps", len(cfg.Apps), "advertise", o.AdvertiseIPs)
 	return s, nil
 }
 
-// Handler serves the Calls API, /health, /ready and /metrics, forwarding
-// calls for sessions of other fleet pods to their owner (sfu/fleet).
+// Handler serves the Calls API, the TURN credentials API, /health, /ready
+// and /metrics, forwarding calls for sessions of other fleet pods to their
+// owner (sfu/fleet).
 func (s *Server) Handler() http.Handler { return s.router }
 
 // Registry is the Prometheus registry behind /metrics, for extra collectors.
@@ -169,11 +196,17 @@ func (s *Server) SetConfig(p *config.Pod) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("sfu: %w", err)
 	}
+	relayIPs, err := parseRelayIPs(cfg.TURN.RelayIPs)
+	if err != nil {
+		return err
+	}
 	s.mu.Lock()
 	old := s.cfg
 	s.cfg = &cfg
 	s.mu.Unlock()
 	s.apps.Set(cfg.Apps)
+	s.turnAPI.Update(&cfg)
+	s.relayIPs.Store(&relayIPs)
 	s.members.Store(fleet.NewMembers(s.ordinal, cfg.Fleet))
 	keep := map[string]bool{}
 	for _, a := range cfg.Apps {
@@ -257,4 +290,18 @@ func (s *Server) SessionIDs(appID string) []string {
 		out = append(out, string(id))
 	}
 	return out
+}
+
+// parseRelayIPs reads TURN.RelayIPs. A malformed entry refuses the whole
+// configuration rather than silently metering relayed traffic twice.
+func parseRelayIPs(list []string) (map[netip.Addr]bool, error) {
+	out := make(map[netip.Addr]bool, len(list))
+	for _, v := range list {
+		ip, err := netip.ParseAddr(v)
+		if err != nil {
+			return nil, fmt.Errorf("sfu: turn.relayIPs: %w", err)
+		}
+		out[ip.Unmap().WithZone("")] = true
+	}
+	return out, nil
 }

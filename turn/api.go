@@ -16,7 +16,12 @@ import (
 )
 
 // APIPrefix is where the session API server mounts the credentials API.
-const APIPrefix = "/v1/turn/keys/"
+// APIAliasPrefix is the same API without the version, as the session API
+// also answers /apps/... beside /v1/apps/... (CONTRACT §5).
+const (
+	APIPrefix      = "/v1/turn/keys/"
+	APIAliasPrefix = "/turn/keys/"
+)
 
 const maxAPIBody = 4 << 10
 
@@ -26,7 +31,7 @@ const maxAPIBody = 4 << 10
 //	POST /v1/turn/keys/{keyId}/credentials/generate              200 {"iceServers":{...}}
 //	POST /v1/turn/keys/{keyId}/credentials/{username}/revoke     204
 //
-// Mount it at APIPrefix. It reads keys and URLs from the pod configuration
+// Mount it at APIPrefix (and APIAliasPrefix). It reads keys and URLs from the pod configuration
 // set with Update, and writes revocations to its Revocations.
 type API struct {
 	rev Revocations
@@ -115,6 +120,9 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rest, ok := strings.CutPrefix(r.URL.EscapedPath(), APIPrefix)
+	if !ok {
+		rest, ok = strings.CutPrefix(r.URL.EscapedPath(), APIAliasPrefix)
+	}
 	parts := strings.Split(rest, "/")
 	if !ok || len(parts) < 3 || parts[0] == "" || parts[1] != "credentials" {
 		writeErr(w, http.StatusNotFound, "not_found", "no such TURN API path")

@@ -470,7 +470,7 @@ func (s *Server) onAllocationCreated(src, dst net.Addr, _, username, _ string, r
 	}
 	st.relay = s.relays[relayAddr.String()]
 	s.allocs[key] = st
-	if cc := s.udp[dst.String()]; cc != nil {
+	if cc := s.udpListener(src, dst); cc != nil {
 		if ap, ok := addrPort(src); ok {
 			st.client = ap
 			st.out, _ = cc.PacketConn.(*net.UDPConn)
@@ -501,7 +501,7 @@ func (s *Server) onAllocationDeleted(src, dst net.Addr, _, username, _ string) {
 			delete(s.relays, st.relay.advertised)
 		}
 	}
-	if cc := s.udp[dst.String()]; cc != nil {
+	if cc := s.udpListener(src, dst); cc != nil {
 		if ap, ok := addrPort(src); ok {
 			cc.mu.Lock()
 			delete(cc.clients, ap)
@@ -675,7 +675,21 @@ func selfAddrs(cfg Config, relayIP, publicIP netip.Addr) []netip.AddrPort {
 	return out
 }
 
-func fiveKey(src, dst net.Addr) string { return src.String() + "|" + dst.String() }
+// fiveKey names a client's 5-tuple. The network is part of it: UDP and TCP
+// listeners usually share a port (3478), and a TCP client's ephemeral port
+// can equal a UDP client's.
+func fiveKey(src, dst net.Addr) string {
+	return src.Network() + " " + src.String() + "|" + dst.String()
+}
+
+// udpListener is the UDP listener a client of src reached at dst, or nil
+// for TCP and TLS clients (whose listener may share dst's ip:port).
+func (s *Server) udpListener(src, dst net.Addr) *clientConn {
+	if _, ok := src.(*net.UDPAddr); !ok {
+		return nil
+	}
+	return s.udp[dst.String()]
+}
 
 func addrPort(a net.Addr) (netip.AddrPort, bool) {
 	switch v := a.(type) {

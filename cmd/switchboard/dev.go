@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -23,6 +24,7 @@ import (
 	"github.com/switchboard-rtc/switchboard/sfu"
 	"github.com/switchboard-rtc/switchboard/sfu/config"
 	"github.com/switchboard-rtc/switchboard/sfu/demo"
+	"github.com/switchboard-rtc/switchboard/turn"
 )
 
 func init() {
@@ -41,6 +43,7 @@ type devFlags struct {
 	listen   string
 	apps     string
 	udpPort  int
+	turnPort int
 	stateDir string
 }
 
@@ -50,6 +53,7 @@ func parseDevFlags(args []string) (devFlags, error) {
 	fs.StringVar(&f.listen, "listen", "127.0.0.1:8080", "HTTP address of the API and the demo page (loopback only; port 0 picks one)")
 	fs.StringVar(&f.apps, "apps", "config/samples/", "directory of YAML files; every CallsApp document in them becomes an app")
 	fs.IntVar(&f.udpPort, "udp-port", 3479, "UDP port of the media (ICE) socket on 127.0.0.1; 0 picks one")
+	fs.IntVar(&f.turnPort, "turn-port", config.DefaultTURNPort, "UDP and TCP port of the TURN server on 127.0.0.1; 0 picks one, -1 runs no TURN server")
 	fs.StringVar(&f.stateDir, "state-dir", ".switchboard-dev/", "where generated app IDs, secrets and TURN keys are kept across restarts")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: switchboard dev [flags]\n\nRuns the Calls API, the SFU and a demo page in one process on localhost, with\nthe apps of the CallsApp YAML in --apps. No cluster needed.\n\nflags:")
@@ -63,6 +67,9 @@ func parseDevFlags(args []string) (devFlags, error) {
 	}
 	if f.udpPort < 0 || f.udpPort > 65535 {
 		return f, fmt.Errorf("--udp-port %d out of range", f.udpPort)
+	}
+	if f.turnPort < -1 || f.turnPort > 65535 {
+		return f, fmt.Errorf("--turn-port %d out of range (-1 disables TURN)", f.turnPort)
 	}
 	return f, nil
 }
@@ -90,7 +97,10 @@ type devApp struct {
 	config config.App
 }
 
-func runDev(ctx context.Context, args []string) error {
+func runDev(ctx context.Context, args []string) error { return runDevTo(ctx, args, os.Stdout) }
+
+// runDevTo runs the dev server and prints what a user needs to out.
+func runDevTo(ctx context.Context, args []string, out io.Writer) error {
 	f, err := parseDevFlags(args)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
@@ -112,11 +122,27 @@ func runDev(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("media UDP socket: %w", err)
 	}
-	udpPort := udp.LocalAddr().(*net.UDPAddr).Port
+	dn := devNet{udpPort: udp.LocalAddr().(*net.UDPAddr).Port}
+	var turnSrv *turn.Server
+	var rev turn.Revocations
+	if f.turnPort >= 0 {
+		if turnSrv, dn.turnAddr, err = startDevTURN(f.turnPort, devPodConfig(apps, dn), log); err != nil {
+			_ = udp.Close()
+			return err
+		}
+		defer func() { _ = turnSrv.Close() }()
+		rev = turnSrv.Revocations()
+		// The listeners are up now, so the URLs can name the port.
+		if err := turnSrv.Update(devPodConfig(apps, dn)); err != nil {
+			_ = udp.Close()
+			return fmt.Errorf("start turn: %w", err)
+		}
+	}
 	// The SFU owns the UDP socket once New succeeds; closing it twice after a
-	// failed New is harmless.
-	server, err := sfu.New(sfu.Options{Config: devPodConfig(apps, udpPort), UDPConn: udp,
-		AdvertiseIPs: []string{"127.0.0.1"}, Logger: log})
+	// failed New is harmless. Its TURN credentials API writes revocations to
+	// the TURN server's own set: a revoked username is refused at once.
+	server, err := sfu.New(sfu.Options{Config: devPodConfig(apps, dn), UDPConn: udp,
+		AdvertiseIPs: []string{"127.0.0.1"}, Logger: log, TURNRevocations: rev})
 	if err != nil {
 		_ = udp.Close()
 		return fmt.Errorf("start sfu: %w", err)
@@ -150,10 +176,10 @@ func runDev(ctx context.Context, args []string) error {
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 
-	printDevSummary(os.Stdout, origin, udp.LocalAddr().String(), f.stateDir, apps)
+	printDevSummary(out, origin, udp.LocalAddr().String(), dn.turnAddr, f.stateDir, apps)
 
-	r := &devReloader{appsDir: f.apps, stateDir: f.stateDir, udpPort: udpPort, origin: origin,
-		server: server, page: page, out: os.Stdout, log: log, current: apps}
+	r := &devReloader{appsDir: f.apps, stateDir: f.stateDir, net: dn, origin: origin,
+		server: server, turn: turnSrv, page: page, out: out, log: log, current: apps}
 	tick := time.NewTicker(devReloadEvery)
 	defer tick.Stop()
 	for running := true; running; {
@@ -219,11 +245,36 @@ func loadDevApps(appsDir, stateDir string) ([]devApp, error) {
 // CallsApp applies within DESIGN 2.3's 5 s, as in a cluster.
 const devReloadEvery = 2 * time.Second
 
-// devPodConfig is the SFU configuration of the dev server.
-func devPodConfig(apps []devApp, udpPort int) *config.Pod {
+// devNet is where the dev server's media and TURN sockets listen.
+type devNet struct {
+	udpPort int
+	// turnAddr is the TURN server's host:port (UDP and TCP); empty when
+	// dev runs without TURN.
+	turnAddr string
+}
+
+// devTURNRelayIP is the dev TURN server's relay address: everything dev
+// runs stays on this machine.
+var devTURNRelayIP = netip.MustParseAddr("127.0.0.1")
+
+// devPodConfig is the SFU and TURN configuration of the dev server.
+//
+// With TURN, the relay may reach 127.0.0.1 (where the SFU's media socket
+// is): a pool never allows loopback, but dev listens on loopback only, so
+// only local clients can use this relay to reach local ports. TURN.RelayIPs
+// stays empty: the relay and the clients share 127.0.0.1, so excluding it
+// from SFU metering would exclude every dev client.
+func devPodConfig(apps []devApp, n devNet) *config.Pod {
 	pod := &config.Pod{
 		Pool:  "dev/local",
-		Media: config.Media{Exposure: config.ExposureDirect, UDPPort: udpPort},
+		Media: config.Media{Exposure: config.ExposureDirect, UDPPort: n.udpPort},
+	}
+	if n.turnAddr != "" {
+		pod.TURN = config.TURN{
+			Enabled:          true,
+			URLs:             []string{"turn:" + n.turnAddr + "?transport=udp", "turn:" + n.turnAddr + "?transport=tcp"},
+			AllowedPeerCIDRs: []string{devTURNRelayIP.String() + "/32"},
+		}
 	}
 	for _, a := range apps {
 		pod.Apps = append(pod.Apps, a.config)
@@ -250,9 +301,10 @@ func devPageConfig(apps []devApp) demo.Config {
 // file half written) keeps the running apps.
 type devReloader struct {
 	appsDir, stateDir string
-	udpPort           int
+	net               devNet
 	origin            string
 	server            *sfu.Server
+	turn              *turn.Server // nil without TURN
 	page              *demo.Page
 	out               io.Writer
 	log               *slog.Logger
@@ -273,12 +325,18 @@ func (r *devReloader) reload() {
 	if sameDevApps(r.current, apps) {
 		return
 	}
-	if err := r.server.SetConfig(devPodConfig(apps, r.udpPort)); err != nil {
+	pod := devPodConfig(apps, r.net)
+	if err := r.server.SetConfig(pod); err != nil {
 		r.log.Warn("apps not reloaded; the running ones stay", "dir", r.appsDir, "err", err)
 		return
 	}
+	if r.turn != nil {
+		if err := r.turn.Update(pod); err != nil {
+			r.log.Warn("turn keys not reloaded", "err", err)
+		}
+	}
 	r.page.SetConfig(devPageConfig(apps))
-	printDevChanges(r.out, r.origin, r.current, apps)
+	printDevChanges(r.out, r.origin, r.turn != nil, r.current, apps)
 	r.current = apps
 }
 
@@ -296,7 +354,7 @@ func sameDevApps(a, b []devApp) bool {
 
 // printDevChanges reports a reload: new apps with everything a client
 // needs, then changed and removed ones by name.
-func printDevChanges(w io.Writer, origin string, before, after []devApp) {
+func printDevChanges(w io.Writer, origin string, withTURN bool, before, after []devApp) {
 	old := map[string]devApp{}
 	for _, a := range before {
 		old[a.name] = a
@@ -307,8 +365,11 @@ func printDevChanges(w io.Writer, origin string, before, after []devApp) {
 		delete(old, a.name)
 		switch {
 		case !had:
-			fmt.Fprintf(&b, "  added      %s\n  app ID     %s\n  secret     %s\n  base URL   %s/v1\n",
-				a.name, a.creds.AppID, a.creds.AppSecret, origin)
+			fmt.Fprintf(&b, "  added      %s\n  app ID     %s\n  secret     %s\n", a.name, a.creds.AppID, a.creds.AppSecret)
+			if withTURN {
+				printTURNKey(&b, a)
+			}
+			fmt.Fprintf(&b, "  base URL   %s/v1\n", origin)
 		case !reflect.DeepEqual(prev.config, a.config):
 			fmt.Fprintf(&b, "  updated    %s\n", a.name)
 		}
@@ -325,17 +386,70 @@ func printDevChanges(w io.Writer, origin string, before, after []devApp) {
 
 // printDevSummary tells the user everything needed to call the API, and
 // ends with the ready line.
-func printDevSummary(w io.Writer, origin, udpAddr, stateDir string, apps []devApp) {
-	fmt.Fprintf(w, "\nswitchboard dev: Calls API, SFU and demo page on %s (media UDP %s)\n\n", origin, udpAddr)
+func printDevSummary(w io.Writer, origin, udpAddr, turnAddr, stateDir string, apps []devApp) {
+	fmt.Fprintf(w, "\nswitchboard dev: Calls API, SFU and demo page on %s (media UDP %s)\n", origin, udpAddr)
+	if turnAddr != "" {
+		fmt.Fprintf(w, "TURN server on %s (UDP and TCP)\n", turnAddr)
+	}
+	fmt.Fprintln(w)
 	for _, a := range apps {
 		fmt.Fprintf(w, "  app        %s\n", a.name)
 		fmt.Fprintf(w, "  app ID     %s\n", a.creds.AppID)
 		fmt.Fprintf(w, "  secret     %s\n", a.creds.AppSecret)
+		if turnAddr != "" {
+			printTURNKey(w, a)
+		}
 		fmt.Fprintf(w, "  base URL   %s/v1\n\n", origin)
 	}
 	fmt.Fprintf(w, "  demo page  %s/\n\n", origin)
 	first := apps[0].creds
-	fmt.Fprintf(w, "try it:\n  curl -s -X POST -H 'Authorization: Bearer %s' %s/v1/apps/%s/sessions/new\n\n", first.AppSecret, origin, first.AppID)
+	fmt.Fprintf(w, "try it:\n  curl -s -X POST -H 'Authorization: Bearer %s' %s/v1/apps/%s/sessions/new\n", first.AppSecret, origin, first.AppID)
+	if turnAddr != "" {
+		for _, a := range apps {
+			if a.config.TURNKey != nil {
+				fmt.Fprintf(w, "  curl -s -X POST -H 'Authorization: Bearer %s' %s/v1/turn/keys/%s/credentials/generate-ice-servers\n",
+					a.creds.TURNKeyToken, origin, a.creds.TURNKeyID)
+				break
+			}
+		}
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintf(w, "IDs and secrets are kept in %s (delete it for new ones).\n", filepath.Join(stateDir, devStateFile))
 	fmt.Fprintf(w, "%s; press Ctrl-C to stop.\n", devReady)
+}
+
+// printTURNKey prints the app's TURN key ID and API token, when TURN is
+// enabled for it.
+func printTURNKey(w io.Writer, a devApp) {
+	if a.config.TURNKey == nil {
+		return
+	}
+	fmt.Fprintf(w, "  TURN key   %s\n", a.creds.TURNKeyID)
+	fmt.Fprintf(w, "  TURN token %s\n", a.creds.TURNKeyToken)
+}
+
+// startDevTURN runs the dev TURN server on 127.0.0.1:port, UDP and TCP on
+// the same port (0 picks one), relaying from 127.0.0.1. It returns the
+// server and its host:port.
+func startDevTURN(port int, pod *config.Pod, log *slog.Logger) (*turn.Server, string, error) {
+	pc, err := turn.ListenUDP(net.JoinHostPort(devTURNRelayIP.String(), strconv.Itoa(port)), 0)
+	if err != nil {
+		return nil, "", fmt.Errorf("dev turn (--turn-port, -1 disables): %w", err)
+	}
+	addr := pc.LocalAddr().(*net.UDPAddr).AddrPort()
+	ln, err := net.Listen("tcp", addr.String())
+	if err != nil {
+		_ = pc.Close()
+		return nil, "", fmt.Errorf("dev turn tcp listener (--turn-port, -1 disables): %w", err)
+	}
+	srv, err := turn.New(turn.Config{
+		PacketConns: []net.PacketConn{pc}, Listeners: []net.Listener{ln},
+		RelayIP: devTURNRelayIP, Pod: pod, Logger: log,
+	})
+	if err != nil {
+		_ = pc.Close()
+		_ = ln.Close()
+		return nil, "", fmt.Errorf("dev turn: %w", err)
+	}
+	return srv, addr.String(), nil
 }

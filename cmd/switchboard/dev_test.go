@@ -31,10 +31,10 @@ func TestDevFlagsDefaultsAndErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.listen != "127.0.0.1:8080" || f.apps != "config/samples/" || f.stateDir != ".switchboard-dev/" {
+	if f.listen != "127.0.0.1:8080" || f.apps != "config/samples/" || f.stateDir != ".switchboard-dev/" || f.turnPort != 3478 {
 		t.Errorf("defaults = %+v", f)
 	}
-	for _, args := range [][]string{{"--udp-port", "70000"}, {"extra"}, {"--nope"}} {
+	for _, args := range [][]string{{"--udp-port", "70000"}, {"--turn-port", "-2"}, {"--turn-port", "65536"}, {"extra"}, {"--nope"}} {
 		if _, err := parseDevFlags(args); err == nil {
 			t.Errorf("parseDevFlags(%q) accepted", args)
 		}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -37,6 +38,9 @@ type Options struct {
 	// OnRateLimited, if set, sees every request refused by a quota; scope
 	// is "session" here.
 	OnRateLimited func(app, scope string)
+	// TURN, if set, serves the TURN credentials API under /v1/turn/keys/
+	// and /turn/keys/ (package turn's API; it answers its own CORS).
+	TURN http.Handler
 }
 
 // Handler is the HTTP face of one SFU node.
@@ -97,6 +101,10 @@ func (h *Handler) SetDraining(d bool) { h.draining.Store(d) }
 
 // ServeHTTP adds CORS to every response and answers preflight.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.opts.TURN != nil && (strings.HasPrefix(r.URL.Path, "/v1/turn/keys/") || strings.HasPrefix(r.URL.Path, "/turn/keys/")) {
+		h.opts.TURN.ServeHTTP(w, r)
+		return
+	}
 	hd := w.Header()
 	hd.Add("Vary", "Origin")
 	origin := r.Header.Get("Origin")

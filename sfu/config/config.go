@@ -109,6 +109,13 @@ type TURN struct {
 	URLs []string `json:"urls,omitempty"`
 	// AllowedPeerCIDRs widen the default relay deny-list (DESIGN 2.5).
 	AllowedPeerCIDRs []string `json:"allowedPeerCIDRs,omitempty"`
+	// RelayIPs are the addresses SFU pods see the pool's own TURN relays
+	// send from: each TURN pod's advertised relay address (--public-ip) and,
+	// when it differs, the IP its relay sockets bind to (the pod IP). The
+	// TURN pods meter the traffic they relay, so an SFU pod does not meter a
+	// client transport whose remote IP is one of these (DESIGN 1.3: counted
+	// once). Plain IPs, no CIDRs.
+	RelayIPs []string `json:"relayIPs,omitempty"`
 }
 
 // App is one CallsApp as the pods see it.

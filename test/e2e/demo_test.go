@@ -134,6 +134,7 @@ func startDevWithApps(t *testing.T, bin, appsDir, stateDir string) *devServer {
 	d.cmd = exec.Command(bin, "dev",
 		"--listen", "127.0.0.1:0",
 		"--udp-port", "0",
+		"--turn-port", "0",
 		"--apps", appsDir,
 		"--state-dir", stateDir)
 	stdout, err := d.cmd.StdoutPipe()
