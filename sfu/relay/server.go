@@ -26,6 +26,9 @@ type LookupFunc func(app, sessionID, trackName string) (*forward.Track, error)
 // the end of its publication.
 const watchEvery = 200 * time.Millisecond
 
+// endFlushTimeout bounds how long the end marker may wait for the socket.
+const endFlushTimeout = time.Second
+
 // outQueue bounds frames waiting for the socket; past it packets are
 // dropped (the destination's subscribers NACK or ask for a keyframe)
 // rather than stalling the publisher's fan-out.
@@ -160,10 +163,14 @@ func (st *source) run() {
 		case <-st.done:
 		case <-t.C:
 			if st.src.Closed() {
+				// The writer closes the stream once the end marker is out;
+				// a destination that stopped reading is cut off anyway.
 				st.enqueue(frameEnd, 0, nil)
-				// Let the writer flush the end marker before closing.
-				time.Sleep(50 * time.Millisecond)
-				st.close()
+				select {
+				case <-st.done:
+				case <-time.After(endFlushTimeout):
+					st.close()
+				}
 				continue
 			}
 			if rids := st.src.Rids(); len(rids) > st.layerCount() {
@@ -265,12 +272,13 @@ func (st *source) writeLoop() {
 		case <-st.done:
 			return
 		case bp := <-st.out:
+			end := len(*bp) >= headerLen && (*bp)[0] == frameEnd
 			_, err := w.Write(*bp)
 			framePool.Put(bp)
-			if err == nil && len(st.out) == 0 {
+			if err == nil && (end || len(st.out) == 0) {
 				err = w.Flush()
 			}
-			if err != nil {
+			if err != nil || end {
 				st.close()
 				return
 			}
