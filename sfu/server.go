@@ -16,6 +16,8 @@ import (
 	"github.com/switchboard-rtc/switchboard/sfu/api"
 	"github.com/switchboard-rtc/switchboard/sfu/clock"
 	"github.com/switchboard-rtc/switchboard/sfu/config"
+	"github.com/switchboard-rtc/switchboard/sfu/fleet"
+	"github.com/switchboard-rtc/switchboard/sfu/relay"
 	"github.com/switchboard-rtc/switchboard/sfu/session"
 	"github.com/switchboard-rtc/switchboard/sfu/transport"
 	"github.com/switchboard-rtc/switchboard/turn"
@@ -42,6 +44,9 @@ type Options struct {
 	MaxSDPBytes  int
 	// NewSessionID overrides session ID generation (fleet routing).
 	NewSessionID func() string
+	// PodOrdinal is this pod's number in its fleet (Config.Fleet); session
+	// IDs it creates name it, and peers forward calls for them here.
+	PodOrdinal int
 	// Hooks let the usage layer observe the node without the media core
 	// importing it. Each may be nil.
 	Hooks Hooks
@@ -78,6 +83,14 @@ type Server struct {
 	turnAPI  *turn.API
 	// relayIPs are the config's TURN.RelayIPs, read on ICE goroutines.
 	relayIPs atomic.Pointer[map[netip.Addr]bool]
+
+	// Fleet: membership (nil without Config.Fleet), the router in front of
+	// the API, and both sides of the track relay.
+	members     atomic.Pointer[fleet.Members]
+	ordinal     int
+	router      *fleet.Router
+	relaySource *relay.Server
+	relayDest   *relay.Client
 
 	mu      sync.Mutex
 	cfg     *config.Pod
@@ -118,7 +131,7 @@ func New(o Options) (*Server, error) {
 		_ = conn.Close()
 		return nil, err
 	}
-	s := &Server{log: log, tr: tr, apps: api.NewApps(), cfg: &cfg}
+	s := &Server{log: log, tr: tr, apps: api.NewApps(), cfg: &cfg, ordinal: o.PodOrdinal}
 	s.apps.Set(cfg.Apps)
 	s.relayIPs.Store(&relayIPs)
 	rev := o.TURNRevocations
@@ -126,10 +139,12 @@ func New(o Options) (*Server, error) {
 		rev = turn.NewMemoryRevocations(nil)
 	}
 	s.turnAPI = turn.NewAPI(&cfg, rev, nil, log)
-	var newID func() session.SessionID
+	s.members.Store(fleet.NewMembers(o.PodOrdinal, cfg.Fleet))
+	newID := s.fleetSessionID
 	if o.NewSessionID != nil {
 		newID = func() session.SessionID { return session.SessionID(o.NewSessionID()) }
 	}
+	s.startRelay(o)
 	var onRemote func(session.AppID, netip.AddrPort, bool)
 	if f := o.Hooks.RemoteAddr; f != nil {
 		onRemote = func(app session.AppID, addr netip.AddrPort, active bool) {
@@ -141,18 +156,20 @@ func New(o Options) (*Server, error) {
 	}
 	s.sessions = session.NewManager(session.Config{
 		Transport: tr, Clock: o.Clock, Logger: log, Limits: s.apps.Limits,
-		NewSessionID: newID, SweepEvery: o.SweepEvery, OnRemoteAddr: onRemote,
+		NewSessionID: newID, SweepEvery: o.SweepEvery, OnRemoteAddr: onRemote, RemoteTrack: s.remoteTrack,
 	})
 	s.handler = api.New(api.Options{Apps: s.apps, Sessions: s.sessions, Clock: o.Clock, Logger: log,
 		MaxBodyBytes: o.MaxBodyBytes, MaxSDPBytes: o.MaxSDPBytes,
 		OnRequest: o.Hooks.Request, OnRateLimited: o.Hooks.RateLimited, TURN: s.turnAPI})
+	s.router = s.newRouter()
 	log.Info("sfu ready", "udp", conn.LocalAddr().String(), "apps", len(cfg.Apps), "advertise", o.AdvertiseIPs)
 	return s, nil
 }
 
 // Handler serves the Calls API, the TURN credentials API, /health, /ready
-// and /metrics.
-func (s *Server) Handler() http.Handler { return s.handler }
+// and /metrics, forwarding calls for sessions of other fleet pods to their
+// owner (sfu/fleet).
+func (s *Server) Handler() http.Handler { return s.router }
 
 // Registry is the Prometheus registry behind /metrics, for extra collectors.
 func (s *Server) Registry() *prometheus.Registry { return s.handler.Registry() }
@@ -190,6 +207,7 @@ func (s *Server) SetConfig(p *config.Pod) error {
 	s.apps.Set(cfg.Apps)
 	s.turnAPI.Update(&cfg)
 	s.relayIPs.Store(&relayIPs)
+	s.members.Store(fleet.NewMembers(s.ordinal, cfg.Fleet))
 	keep := map[string]bool{}
 	for _, a := range cfg.Apps {
 		keep[a.ID] = true
@@ -219,7 +237,10 @@ func (s *Server) Drain() {
 
 // Sweep runs session expiry and track collection now (tests with a fake
 // clock call it after advancing time).
-func (s *Server) Sweep() { s.sessions.Sweep() }
+func (s *Server) Sweep() {
+	s.sessions.Sweep()
+	s.relayDest.Sweep()
+}
 
 // SessionConnected reports whether a session's transport is connected.
 func (s *Server) SessionConnected(appID, sessionID string) bool {
@@ -245,6 +266,8 @@ func (s *Server) Close() error {
 	}
 	s.closed = true
 	s.mu.Unlock()
+	s.relayDest.Close()
+	s.relaySource.Close()
 	s.sessions.Close()
 	return s.tr.Close()
 }

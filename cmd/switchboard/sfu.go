@@ -10,11 +10,13 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/switchboard-rtc/switchboard/sfu"
 	"github.com/switchboard-rtc/switchboard/sfu/config"
+	"github.com/switchboard-rtc/switchboard/sfu/fleet"
 )
 
 func init() {
@@ -26,10 +28,12 @@ func runSFU(ctx context.Context, args []string) error {
 	cfgPath := fs.String("config", "/etc/switchboard/"+config.FileName, "pod configuration file (reloaded when it changes)")
 	listen := fs.String("listen", ":8080", "HTTP address of the session API, /health, /ready and /metrics")
 	udpPort := fs.Int("udp-port", 0, "ICE UDP port; overrides media.udpPort of the config")
+	udpIP := fs.String("udp-ip", "", "IP the ICE UDP port binds to (default: every address); set it when several pods share a host")
 	advertise := fs.String("advertise", "", "comma-separated IPs put in ICE candidates (default: $POD_IP or $NODE_IP per exposure)")
 	poll := fs.Duration("config-poll", 2*time.Second, "how often the config file is checked for changes")
 	shutdown := fs.Duration("shutdown-timeout", 10*time.Second, "how long in-flight HTTP requests may take at shutdown")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	ordinal := fs.Int("pod-ordinal", -1, "this pod's number in its fleet (config fleet); default: the -<n> suffix of $POD_NAME")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -50,9 +54,17 @@ func runSFU(ctx context.Context, args []string) error {
 	if *udpPort != 0 {
 		cfg.Media.UDPPort = *udpPort
 	}
+	if *ordinal < 0 {
+		*ordinal = 0
+		if cfg.Fleet != nil {
+			if *ordinal, err = fleet.OrdinalFromPodName(os.Getenv("POD_NAME")); err != nil {
+				return fmt.Errorf("fleet config needs --pod-ordinal or $POD_NAME: %w", err)
+			}
+		}
+	}
 	srv, err := sfu.New(sfu.Options{
-		Config: cfg, UDPAddr: fmt.Sprintf(":%d", cfg.Media.UDPPort),
-		AdvertiseIPs: advertiseIPs(*advertise, cfg.Media.Exposure), Logger: log,
+		Config: cfg, UDPAddr: net.JoinHostPort(*udpIP, strconv.Itoa(cfg.Media.UDPPort)),
+		AdvertiseIPs: advertiseIPs(*advertise, cfg.Media.Exposure), Logger: log, PodOrdinal: *ordinal,
 	})
 	if err != nil {
 		return err

@@ -64,6 +64,31 @@ type Pod struct {
 	Hub string `json:"hub,omitempty"`
 	// TrustedProxies are CIDRs whose X-Forwarded-For is believed.
 	TrustedProxies []string `json:"trustedProxies,omitempty"`
+	// Fleet makes the pool's SFU pods act as one SFU (session routing and
+	// track relay between pods, docs/fleet.md). Nil: a single, standalone pod.
+	Fleet *Fleet `json:"fleet,omitempty"`
+}
+
+// Fleet is how the SFU pods of one pool find and trust each other.
+type Fleet struct {
+	// Token authenticates pod-to-pod calls (forwarded API calls and track
+	// relays). It is a secret: never logged, never in status.
+	Token string `json:"token"`
+	// PeerTemplate gives a pod's internal API address from its ordinal:
+	// "{ordinal}" is replaced, e.g.
+	// "demo-sfu-{ordinal}.demo-sfu-internal.calls.svc:8080".
+	PeerTemplate string `json:"peerTemplate,omitempty"`
+	// Peers is a static list of pods (tests, processes without Kubernetes);
+	// an entry here wins over PeerTemplate.
+	Peers []FleetPeer `json:"peers,omitempty"`
+}
+
+// FleetPeer is one pod of a static fleet.
+type FleetPeer struct {
+	// Ordinal is the pod's number (the StatefulSet ordinal), 0-65535.
+	Ordinal int `json:"ordinal"`
+	// Address is the pod's internal API address, host:port.
+	Address string `json:"address"`
 }
 
 // Media holds the SFU pod settings.
@@ -182,6 +207,16 @@ func (p *Pod) Validate() error {
 	}
 	if p.Media.UDPPort < 1 || p.Media.UDPPort > 65535 {
 		return fmt.Errorf("%w: media.udpPort %d", ErrInvalid, p.Media.UDPPort)
+	}
+	if f := p.Fleet; f != nil {
+		if len(f.Token) < 16 {
+			return fmt.Errorf("%w: fleet.token must be at least 16 characters", ErrInvalid)
+		}
+		for i, peer := range f.Peers {
+			if peer.Ordinal < 0 || peer.Ordinal > 0xffff || peer.Address == "" {
+				return fmt.Errorf("%w: fleet.peers[%d] needs an ordinal 0-65535 and an address", ErrInvalid, i)
+			}
+		}
 	}
 	seen := make(map[string]bool, len(p.Apps))
 	for i, a := range p.Apps {

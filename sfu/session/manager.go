@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/switchboard-rtc/switchboard/sfu/clock"
+	"github.com/switchboard-rtc/switchboard/sfu/forward"
 	"github.com/switchboard-rtc/switchboard/sfu/transport"
 )
 
@@ -31,6 +32,10 @@ type Config struct {
 	// address of a session (active) and when the session stops using it,
 	// so the usage layer can attribute bytes on the shared UDP port.
 	OnRemoteAddr func(app AppID, addr netip.AddrPort, active bool)
+	// RemoteTrack, if set, is asked for a publication whose session is not
+	// on this node (fleet relay, sfu/relay); it returns the local fan-out
+	// track or ErrSessionGone.
+	RemoteTrack func(app AppID, sid SessionID, name TrackName) (*forward.Track, error)
 }
 
 // Manager owns the sessions of one SFU node.

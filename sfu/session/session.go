@@ -300,7 +300,7 @@ func transceiverByMid(pc *webrtc.PeerConnection, mid string) *webrtc.RTPTranscei
 func (s *Session) lookupPub(sid SessionID, name TrackName) (*publication, error) {
 	owner, err := s.m.Get(s.App, sid)
 	if err != nil {
-		return nil, err
+		return s.m.remotePub(s.App, sid, name, err)
 	}
 	owner.mu.Lock()
 	defer owner.mu.Unlock()

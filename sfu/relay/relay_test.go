@@ -1,0 +1,375 @@
+package relay_test
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+	"go.uber.org/goleak"
+
+	"github.com/switchboard-rtc/switchboard/sfu/forward"
+	"github.com/switchboard-rtc/switchboard/sfu/relay"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const (
+	prefix      = "/relay/"
+	tokenHeader = "X-Test-Token"
+)
+
+var opus = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}
+
+// chanReader feeds packets to a source track's read loop.
+type chanReader struct {
+	ch   chan []byte
+	done chan struct{}
+}
+
+func (c *chanReader) Read(b []byte) (int, interceptor.Attributes, error) {
+	select {
+	case p := <-c.ch:
+		return copy(b, p), nil, nil
+	case <-c.done:
+		return 0, nil, io.EOF
+	}
+}
+
+// capture is a down track's write stream that records payload counters.
+type capture struct {
+	mu    sync.Mutex
+	seen  []uint32
+	ssrc  uint32
+	total atomic.Int64
+}
+
+func (c *capture) WriteRTP(h *rtp.Header, p []byte) (int, error) {
+	c.mu.Lock()
+	c.seen = append(c.seen, binary.BigEndian.Uint32(p))
+	c.ssrc = h.SSRC
+	c.mu.Unlock()
+	c.total.Add(1)
+	return len(p), nil
+}
+func (c *capture) Write(b []byte) (int, error) { return len(b), nil }
+
+type bindCtx struct{ w webrtc.TrackLocalWriter }
+
+func (c bindCtx) CodecParameters() []webrtc.RTPCodecParameters {
+	return []webrtc.RTPCodecParameters{{RTPCodecCapability: opus, PayloadType: 111}}
+}
+func (bindCtx) HeaderExtensions() []webrtc.RTPHeaderExtensionParameter { return nil }
+func (bindCtx) SSRC() webrtc.SSRC                                      { return 4242 }
+func (bindCtx) SSRCRetransmission() webrtc.SSRC                        { return 0 }
+func (bindCtx) SSRCForwardErrorCorrection() webrtc.SSRC                { return 0 }
+func (c bindCtx) WriteStream() webrtc.TrackLocalWriter                 { return c.w }
+func (bindCtx) ID() string                                             { return "t" }
+func (bindCtx) RTCPReader() interceptor.RTCPReader                     { return nil }
+
+// subscribe attaches a bound down track to t and returns what it writes.
+func subscribe(t *testing.T, tr *forward.Track) (*capture, *forward.DownTrack) {
+	t.Helper()
+	c := &capture{}
+	d := forward.NewDownTrack("sub", "sub", webrtc.RTPCodecTypeAudio, opus)
+	if _, err := d.Bind(bindCtx{w: c}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.SetSource(tr); err != nil {
+		t.Fatal(err)
+	}
+	return c, d
+}
+
+func packet(n uint32) []byte {
+	payload := make([]byte, 40)
+	binary.BigEndian.PutUint32(payload, n)
+	for i := 4; i < len(payload); i++ {
+		payload[i] = byte(n) + byte(i)
+	}
+	b, _ := (&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 111, SequenceNumber: uint16(n), Timestamp: n * 960, SSRC: 1234},
+		Payload: payload}).Marshal()
+	return b
+}
+
+type pod struct {
+	srv    *relay.Server
+	http   *httptest.Server
+	client *relay.Client
+	now    atomic.Int64
+	mu     sync.Mutex
+	tracks map[string]*forward.Track
+}
+
+func newPod(t *testing.T) *pod {
+	t.Helper()
+	p := &pod{tracks: map[string]*forward.Track{}}
+	p.now.Store(time.Date(2026, 11, 23, 20, 0, 0, 0, time.UTC).UnixNano())
+	p.srv = relay.NewServer(func(app, sid, name string) (*forward.Track, error) {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if tr := p.tracks[app+"/"+sid+"/"+name]; tr != nil && !tr.Closed() {
+			return tr, nil
+		}
+		return nil, errors.New("no such track")
+	}, nil)
+	mux := http.NewServeMux()
+	mux.Handle("GET "+prefix+"{appId}/{sessionId}/{trackName}", p.srv)
+	// Short server timeouts, as the API server has (30 s there): they must
+	// not end a relay stream.
+	p.http = httptest.NewUnstartedServer(mux)
+	p.http.Config.ReadTimeout, p.http.Config.WriteTimeout = 200*time.Millisecond, 200*time.Millisecond
+	p.http.Start()
+	p.client = relay.NewClient(relay.ClientOptions{Token: func() string { return "tok" }, TokenHeader: tokenHeader, Prefix: prefix,
+		SweepEvery: -1, Now: func() time.Time { return time.Unix(0, p.now.Load()) }})
+	t.Cleanup(func() {
+		p.client.Close()
+		p.srv.Close()
+		p.http.Close()
+	})
+	return p
+}
+
+func (p *pod) addr() string { return strings.TrimPrefix(p.http.URL, "http://") }
+
+// publish makes a live audio track on p fed by the returned reader.
+func (p *pod) publish(t *testing.T, name string, kf func(uint32)) (*forward.Track, *chanReader) {
+	t.Helper()
+	tr := forward.NewTrack(forward.TrackConfig{ID: name, Kind: webrtc.RTPCodecTypeAudio, Codec: opus, RequestKeyframe: kf})
+	r := &chanReader{ch: make(chan []byte, 64), done: make(chan struct{})}
+	if err := tr.AddLayer("", 1234, r); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { close(r.done); tr.Close() })
+	p.mu.Lock()
+	p.tracks["app/sid/"+name] = tr
+	p.mu.Unlock()
+	return tr, r
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+func TestRelayCarriesPacketsInOrderAndKeyframeRequestsBack(t *testing.T) {
+	a, b := newPod(t), newPod(t)
+	var kfs atomic.Int64
+	var kfSSRC atomic.Uint32
+	src, in := a.publish(t, "mic", func(ssrc uint32) { kfs.Add(1); kfSSRC.Store(ssrc) })
+
+	ctx := context.Background()
+	t1, err := b.client.Track(ctx, a.addr(), "app", "sid", "mic")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t2, err := b.client.Track(ctx, a.addr(), "app", "sid", "mic")
+	if err != nil || t2 != t1 || b.client.Relays() != 1 {
+		t.Fatalf("second pull must share the relay: %v, same=%v, relays=%d", err, t2 == t1, b.client.Relays())
+	}
+	if t1.Codec().MimeType != webrtc.MimeTypeOpus || t1.Kind() != webrtc.RTPCodecTypeAudio {
+		t.Fatalf("relayed track is %s %s", t1.Kind(), t1.Codec().MimeType)
+	}
+	sub1, _ := subscribe(t, t1)
+	sub2, _ := subscribe(t, t1)
+	for n := uint32(1); n <= 50; n++ {
+		in.ch <- packet(n)
+	}
+	waitFor(t, "50 packets at both subscribers", func() bool { return sub1.total.Load() >= 50 && sub2.total.Load() >= 50 })
+	sub1.mu.Lock()
+	for i, n := range sub1.seen {
+		if n != uint32(i+1) {
+			t.Fatalf("packet %d carries counter %d: reordered or lost", i, n)
+		}
+	}
+	sub1.mu.Unlock()
+	if sub1.ssrc != 4242 {
+		t.Fatalf("subscriber's SSRC %d, want its own 4242", sub1.ssrc)
+	}
+	if a.srv.Streams() != 1 {
+		t.Fatalf("source sends %d streams, want 1", a.srv.Streams())
+	}
+
+	// Past the keyframe debounce of the attach requests on both pods (the
+	// source pod's track runs on the wall clock, B's on its injected one).
+	time.Sleep(600 * time.Millisecond)
+	b.now.Add(int64(time.Second))
+	for n := uint32(51); n <= 60; n++ {
+		in.ch <- packet(n)
+	}
+	waitFor(t, "packets after the server's read and write timeouts", func() bool { return sub1.total.Load() >= 60 })
+	before := kfs.Load()
+	t1.RequestKeyframe(0)
+	waitFor(t, "keyframe request at the source", func() bool { return kfs.Load() > before })
+	if kfSSRC.Load() != 1234 {
+		t.Fatalf("keyframe asked for SSRC %d, want the publisher's 1234", kfSSRC.Load())
+	}
+
+	// The publication ends on the source pod: the relayed track closes.
+	src.Close()
+	waitFor(t, "relayed track closed", t1.Closed)
+	waitFor(t, "relay gone on both pods", func() bool { return b.client.Relays() == 0 && a.srv.Streams() == 0 })
+}
+
+func TestRelayOfUnknownTrackIsNotFound(t *testing.T) {
+	a, b := newPod(t), newPod(t)
+	_, err := b.client.Track(context.Background(), a.addr(), "app", "sid", "nope")
+	if !errors.Is(err, relay.ErrNotFound) {
+		t.Fatalf("err = %v, want ErrNotFound", err)
+	}
+	if b.client.Relays() != 0 {
+		t.Fatal("a failed open left a relay")
+	}
+}
+
+func TestRelayWithoutSubscribersOrPacketsIsClosedBySweep(t *testing.T) {
+	a, b := newPod(t), newPod(t)
+	_, in := a.publish(t, "mic", nil)
+	t1, err := b.client.Track(context.Background(), a.addr(), "app", "sid", "mic")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, d := subscribe(t, t1)
+	in.ch <- packet(1)
+	waitFor(t, "first packet relayed", func() bool { n, _ := t1.Stats(); return n > 0 })
+	// A subscriber keeps it past the unused grace while packets flow.
+	b.now.Add(int64(relay.DefaultUnusedGrace) + int64(time.Second))
+	in.ch <- packet(2)
+	waitFor(t, "second packet", func() bool { n, _ := t1.Stats(); return n > 1 })
+	b.client.Sweep()
+	if t1.Closed() {
+		t.Fatal("relay with a subscriber closed by the sweep")
+	}
+	// No packet for the track timeout: closed.
+	b.now.Add(int64(relay.DefaultTrackTimeout) + int64(time.Second))
+	b.client.Sweep()
+	if !t1.Closed() {
+		t.Fatal("silent relay still open after the track timeout")
+	}
+	d.Close()
+
+	// A relay nobody subscribes to is closed after the unused grace.
+	t2, err := b.client.Track(context.Background(), a.addr(), "app", "sid", "mic")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.ch <- packet(3)
+	waitFor(t, "packet on the new relay", func() bool { n, _ := t2.Stats(); return n > 0 })
+	b.client.Sweep()
+	if t2.Closed() {
+		t.Fatal("closed before the unused grace")
+	}
+	b.now.Add(int64(relay.DefaultUnusedGrace) + int64(time.Second))
+	in.ch <- packet(4) // still fresh, only unused
+	waitFor(t, "packet 4", func() bool { n, _ := t2.Stats(); return n > 1 })
+	b.client.Sweep()
+	if !t2.Closed() {
+		t.Fatal("unused relay still open after the grace")
+	}
+	waitFor(t, "relay gone", func() bool { return b.client.Relays() == 0 && a.srv.Streams() == 0 })
+}
+
+// BenchmarkRelayPacket measures one audio packet from a publication on
+// pod A to a subscriber's down track on pod B through the relay (loopback
+// TCP), and the added latency.
+func BenchmarkRelayPacket(b *testing.B) {
+	src := forward.NewTrack(forward.TrackConfig{ID: "mic", Kind: webrtc.RTPCodecTypeAudio, Codec: opus})
+	idx := src.EnsureLayer("")
+	srv := relay.NewServer(func(_, _, _ string) (*forward.Track, error) { return src, nil }, nil)
+	mux := http.NewServeMux()
+	mux.Handle("GET "+prefix+"{appId}/{sessionId}/{trackName}", srv)
+	hs := httptest.NewServer(mux)
+	defer hs.Close()
+	defer srv.Close()
+	cl := relay.NewClient(relay.ClientOptions{Token: func() string { return "tok" }, TokenHeader: tokenHeader, Prefix: prefix, SweepEvery: -1})
+	defer cl.Close()
+	tr, err := cl.Track(context.Background(), strings.TrimPrefix(hs.URL, "http://"), "app", "sid", "mic")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var got atomic.Int64
+	var latency atomic.Int64
+	w := &timedWriter{got: &got, latency: &latency}
+	d := forward.NewDownTrack("sub", "sub", webrtc.RTPCodecTypeAudio, opus)
+	if _, err := d.Bind(bindCtx{w: w}); err != nil {
+		b.Fatal(err)
+	}
+	if err := d.SetSource(tr); err != nil {
+		b.Fatal(err)
+	}
+	pkts := make([][]byte, 1024)
+	for i := range pkts {
+		pkts[i] = packet(uint32(i))
+	}
+	// Warm up until the relay carries packets.
+	for n := 0; got.Load() == 0; n++ {
+		src.Ingest(idx, stamp(pkts[n%len(pkts)]))
+		time.Sleep(time.Millisecond)
+	}
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond) // let warm-up packets drain
+	}
+	got.Store(0)
+	latency.Store(0)
+	cpu0 := cpuTime()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		src.Ingest(idx, stamp(pkts[i%len(pkts)]))
+		// Stay well under the relay's queue bounds, as media pacing does.
+		if i%64 == 63 {
+			for got.Load() < int64(i)-128 {
+				time.Sleep(20 * time.Microsecond)
+			}
+		}
+	}
+	for deadline := time.Now().Add(5 * time.Second); got.Load() < int64(b.N) && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	b.StopTimer()
+	if n := got.Load(); n > 0 {
+		b.ReportMetric(float64(latency.Load())/float64(n)/1e3, "µs-latency")
+		b.ReportMetric(float64(cpuTime()-cpu0)/float64(n), "cpu-ns/pkt")
+		b.ReportMetric(float64(int64(b.N)-n), "lost")
+	}
+}
+
+// cpuTime is the process's user plus system CPU time in nanoseconds.
+func cpuTime() int64 {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return ru.Utime.Nano() + ru.Stime.Nano()
+}
+
+// stamp writes the send time into the payload after the counter.
+func stamp(p []byte) []byte {
+	binary.BigEndian.PutUint64(p[12+4:], uint64(time.Now().UnixNano()))
+	return p
+}
+
+type timedWriter struct {
+	got, latency *atomic.Int64
+}
+
+func (w *timedWriter) WriteRTP(_ *rtp.Header, p []byte) (int, error) {
+	sent := int64(binary.BigEndian.Uint64(p[4:12]))
+	w.latency.Add(time.Now().UnixNano() - sent)
+	w.got.Add(1)
+	return len(p), nil
+}
+func (w *timedWriter) Write(b []byte) (int, error) { return len(b), nil }
