@@ -14,7 +14,7 @@ import (
 // to objects that did not pass through the API server (dev mode reads
 // manifests from files); a test checks both agree.
 const (
-	DefaultImage           = "ghcr.io/switchboard-rtc/switchboard:latest"
+	DefaultImage           = "switchboard:dev"
 	DefaultSFUReplicas     = int32(2)
 	DefaultTURNReplicas    = int32(1)
 	DefaultDrainTimeout    = 5 * time.Minute

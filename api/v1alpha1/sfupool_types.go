@@ -54,8 +54,9 @@ type SFUPoolSpec struct {
 	// +optional
 	Autoscaling *AutoscalingSpec `json:"autoscaling,omitempty"`
 
-	// Image is the Switchboard container image run by SFU and TURN pods.
-	// +kubebuilder:default="ghcr.io/switchboard-rtc/switchboard:latest"
+	// Image is the Switchboard container image run by SFU and TURN pods. The
+	// default is the image `make image` builds; set your registry's image.
+	// +kubebuilder:default="switchboard:dev"
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=512
 	// +optional

@@ -23,20 +23,43 @@ func init() {
 	register("sfu", "run one SFU pod (Calls session API and media forwarding)", runSFU)
 }
 
-func runSFU(ctx context.Context, args []string) error {
+// sfuFlags are the flags of `switchboard sfu`; the operator renders them
+// into SFU pod templates (controllers/render), and a test parses that
+// rendering with parseSFUFlags so the two cannot drift apart.
+type sfuFlags struct {
+	cfgPath, listen, udpIP, advertise, logLevel string
+	udpPort, ordinal                            int
+	poll, shutdown                              time.Duration
+}
+
+func parseSFUFlags(args []string) (*sfuFlags, error) {
+	f := &sfuFlags{}
 	fs := flag.NewFlagSet("sfu", flag.ContinueOnError)
-	cfgPath := fs.String("config", "/etc/switchboard/"+config.FileName, "pod configuration file (reloaded when it changes)")
-	listen := fs.String("listen", ":8080", "HTTP address of the session API, /health, /ready and /metrics")
-	udpPort := fs.Int("udp-port", 0, "ICE UDP port; overrides media.udpPort of the config")
-	udpIP := fs.String("udp-ip", "", "IP the ICE UDP port binds to (default: every address); set it when several pods share a host")
-	advertise := fs.String("advertise", "", "comma-separated IPs put in ICE candidates (default: $POD_IP or $NODE_IP per exposure)")
-	poll := fs.Duration("config-poll", 2*time.Second, "how often the config file is checked for changes")
-	shutdown := fs.Duration("shutdown-timeout", 10*time.Second, "how long in-flight HTTP requests may take at shutdown")
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	ordinal := fs.Int("pod-ordinal", -1, "this pod's number in its fleet (config fleet); default: the -<n> suffix of $POD_NAME")
+	fs.StringVar(&f.cfgPath, "config", "/etc/switchboard/"+config.FileName, "pod configuration file (reloaded when it changes)")
+	fs.StringVar(&f.listen, "listen", ":8080", "HTTP address of the session API, /health, /ready and /metrics")
+	fs.IntVar(&f.udpPort, "udp-port", 0, "ICE UDP port; overrides media.udpPort of the config")
+	fs.StringVar(&f.udpIP, "udp-ip", "", "IP the ICE UDP port binds to (default: every address); set it when several pods share a host")
+	fs.StringVar(&f.advertise, "advertise", "", "comma-separated IPs put in ICE candidates (default: $POD_IP or $NODE_IP per exposure)")
+	fs.DurationVar(&f.poll, "config-poll", 2*time.Second, "how often the config file is checked for changes")
+	fs.DurationVar(&f.shutdown, "shutdown-timeout", 10*time.Second, "how long in-flight HTTP requests may take at shutdown")
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.IntVar(&f.ordinal, "pod-ordinal", -1, "this pod's number in its fleet (config fleet); default: the -<n> suffix of $POD_NAME")
 	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	return f, nil
+}
+
+func runSFU(ctx context.Context, args []string) error {
+	f, err := parseSFUFlags(args)
+	if err != nil {
 		return err
 	}
+	cfgPath, listen, udpPort, udpIP, advertise := &f.cfgPath, &f.listen, &f.udpPort, &f.udpIP, &f.advertise
+	poll, shutdown, logLevel, ordinal := &f.poll, &f.shutdown, &f.logLevel, &f.ordinal
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fmt.Errorf("--log-level: %w", err)
