@@ -23,7 +23,8 @@ type AgentOptions struct {
 	// Pod is this pod's name; Kind is usage.KindSFU or usage.KindTURN.
 	Pod  string
 	Kind string
-	// HubToken authenticates to the hub; HubURL overrides config.Pod.Hub.
+	// HubToken authenticates to the hub (default config.Pod.HubToken);
+	// HubURL overrides config.Pod.Hub.
 	HubToken string
 	HubURL   string
 	// ReportInterval defaults to usage.DefaultReportInterval.
@@ -97,6 +98,9 @@ func NewAgent(o AgentOptions) (*Agent, error) {
 	hubURL := o.HubURL
 	if hubURL == "" {
 		hubURL = first.Hub
+	}
+	if o.HubToken == "" {
+		o.HubToken = first.HubToken
 	}
 	so := o.SourceOptions
 	so.File, so.HubURL, so.Token, so.Pool = o.ConfigFile, hubURL, o.HubToken, first.Pool
@@ -234,6 +238,11 @@ func (a *Agent) Middleware(next http.Handler) http.Handler {
 		next.ServeHTTP(rec, r)
 		if rec.code == 0 {
 			rec.code = http.StatusOK
+		}
+		if rec.code == http.StatusTooManyRequests {
+			// The app limit answers above; a 429 from the API server
+			// behind is its per-session limit.
+			app.CountLimited(string(ratelimit.ScopeSession))
 		}
 		app.CountRequest(rec.code)
 	})
