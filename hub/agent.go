@@ -101,6 +101,7 @@ func NewAgent(o AgentOptions) (*Agent, error) {
 	}
 	if o.HubToken == "" {
 		o.HubToken = first.HubToken
+		a.o.HubToken = first.HubToken
 	}
 	so := o.SourceOptions
 	so.File, so.HubURL, so.Token, so.Pool = o.ConfigFile, hubURL, o.HubToken, first.Pool
