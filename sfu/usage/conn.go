@@ -95,8 +95,12 @@ func addrPortOf(addr net.Addr) (netip.AddrPort, bool) {
 
 // PacketConn counts, per app, the UDP payload bytes written to and read
 // from attributed client addresses on a shared socket (the SFU's ICE UDP
-// mux socket): egress as source "sfu" and ingress. Pass it where the
-// media core would pass the raw socket. Everything else is delegated.
+// mux socket): egress as source "sfu" and ingress. STUN messages (ICE
+// checks and consent, first byte 0–3 per RFC 7983) are not counted: STUN
+// is free in the Calls model, and what remains — DTLS (with SCTP
+// DataChannels), SRTP and SRTCP — is exactly what the client's ICE
+// transport delivers to its WebRTC stack. Pass it where the media core
+// would pass the raw socket. Everything else is delegated.
 type PacketConn struct {
 	net.PacketConn
 	attr *Attribution
@@ -110,7 +114,7 @@ func NewPacketConn(conn net.PacketConn, attr *Attribution) *PacketConn {
 // WriteTo implements net.PacketConn, counting egress.
 func (c *PacketConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	n, err := c.PacketConn.WriteTo(p, addr)
-	if n > 0 {
+	if n > 0 && !isSTUN(p) {
 		if ap, ok := addrPortOf(addr); ok {
 			if app := c.attr.Lookup(ap); app != nil {
 				app.egressSFU.Add(uint64(n))
@@ -123,7 +127,7 @@ func (c *PacketConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 // ReadFrom implements net.PacketConn, counting ingress.
 func (c *PacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	n, addr, err := c.PacketConn.ReadFrom(p)
-	if n > 0 && addr != nil {
+	if n > 0 && addr != nil && !isSTUN(p[:n]) {
 		if ap, ok := addrPortOf(addr); ok {
 			if app := c.attr.Lookup(ap); app != nil {
 				app.ingress.Add(uint64(n))
@@ -132,3 +136,6 @@ func (c *PacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	}
 	return n, addr, err
 }
+
+// isSTUN demultiplexes by the first byte (RFC 7983): 0–3 is STUN.
+func isSTUN(p []byte) bool { return len(p) > 0 && p[0] < 4 }
