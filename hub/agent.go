@@ -114,6 +114,7 @@ func NewAgent(o AgentOptions) (*Agent, error) {
 	// The source starts from what was just applied, so its first read of
 	// the same file is not reported again.
 	a.source.cur = Update{Config: first, From: FromFile}
+	a.source.curHash = contentHash(first)
 	a.reporter = usage.NewReporter(usage.ReporterOptions{
 		Meter: a.Meter, HubURL: hubURL, Token: o.HubToken, Pod: o.Pod, Pool: first.Pool, Kind: o.Kind,
 		Interval: o.ReportInterval, Logger: o.Logger, Clock: usage.Clock(o.Clock),
