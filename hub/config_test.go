@@ -256,6 +256,9 @@ func TestPodAppliesAnEditedFileWithTheSameVersion(t *testing.T) {
 	writeConfigFile(t, file, podConfig("dev", 100))
 	s, rec, _ := startSource(t, SourceOptions{File: file})
 	rec.waitFor(t, 5*time.Second, "the first file", version("dev"))
+	if s.Current().From != FromFile {
+		t.Fatalf("first config from %s", s.Current().From)
+	}
 	edited := podConfig("dev", 100)
 	edited.Apps[0].RateLimit.AuthenticatedPerSecond = 7
 	writeConfigFile(t, file, edited)
@@ -263,7 +266,6 @@ func TestPodAppliesAnEditedFileWithTheSameVersion(t *testing.T) {
 	if got := len(rec.got); got != 2 {
 		t.Fatalf("%d updates, want 2", got)
 	}
-	_ = s
 }
 
 func TestPodSkipsAnInvalidRenderingAndKeepsServing(t *testing.T) {
