@@ -107,3 +107,38 @@ func BenchmarkAttributedEgressCount(b *testing.B) {
 		}
 	}
 }
+
+// ICE reports the selected pair asynchronously: bytes sent before Set are
+// credited when it arrives; addresses never attributed cost bounded memory.
+func TestBytesBeforeAttributionAreCreditedWhenTheAppIsKnown(t *testing.T) {
+	m := NewMeter(nil)
+	m.SetApps([]string{appA})
+	attr := NewAttribution()
+	server := NewPacketConn(listenLoopback(t), attr)
+	client := listenLoopback(t)
+	dtls := make([]byte, 149)
+	dtls[0] = 0x16
+	if _, err := server.WriteTo(dtls, client.LocalAddr()); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.App(appA).egressSFU.Load(); got != 0 {
+		t.Fatalf("counted %d before attribution", got)
+	}
+	attr.Set(client.LocalAddr().(*net.UDPAddr).AddrPort(), m.App(appA))
+	if _, err := server.WriteTo(dtls, client.LocalAddr()); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.App(appA).egressSFU.Load(); got != 2*149 {
+		t.Fatalf("egress %d, want both datagrams (298)", got)
+	}
+	// A scan of many addresses holds at most MaxPending of them.
+	for i := range MaxPending + 100 {
+		attr.hold(netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), 9), 10, 0)
+	}
+	attr.pmu.Lock()
+	n, o := len(attr.pending), len(attr.order)
+	attr.pmu.Unlock()
+	if n != MaxPending || o != MaxPending {
+		t.Fatalf("%d pending addresses (%d in order), bound %d", n, o, MaxPending)
+	}
+}
