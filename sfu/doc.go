@@ -1,0 +1,11 @@
+// Package sfu assembles one SFU node: the node's UDP port and DTLS
+// certificate (sfu/transport), the sessions (sfu/session) and the Calls HTTP
+// API (sfu/api). `switchboard sfu` and `switchboard dev` both build on New.
+//
+// Lifecycle: New opens the UDP socket; SetConfig swaps apps and limits live;
+// Drain marks the node not ready and refuses new sessions; Close closes
+// every session, then the socket.
+//
+// Layering: sfu/api → sfu/session → sfu/forward, sfu/transport. This package
+// is the only one that sees them all. It must not import Kubernetes packages.
+package sfu
