@@ -3,10 +3,144 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/switchboard-rtc/switchboard/controllers"
 )
 
 func init() {
-	register("manager", "not built yet", func(context.Context, []string) error {
-		return errors.New("the manager command is not built yet")
-	})
+	register("manager", "run the operator: SFUPool and CallsApp controllers", runManager)
+}
+
+// managerFlags are the flags of `switchboard manager` (docs/operator.md).
+type managerFlags struct {
+	kubeconfig       string
+	metricsAddr      string
+	probeAddr        string
+	leaderElect      bool
+	leaderElectionNS string
+	namespaces       string
+	debug            bool
+	gracefulShutdown time.Duration
+	leaderElectionID string
+	maxConcurrent    int
+}
+
+func parseManagerFlags(args []string) (*managerFlags, error) {
+	f := &managerFlags{}
+	fs := flag.NewFlagSet("switchboard manager", flag.ContinueOnError)
+	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig file; empty means in-cluster config or $KUBECONFIG")
+	fs.StringVar(&f.metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus /metrics endpoint; 0 disables it")
+	fs.StringVar(&f.probeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints")
+	fs.BoolVar(&f.leaderElect, "leader-elect", false, "elect a leader so only one of several replicas reconciles")
+	fs.StringVar(&f.leaderElectionNS, "leader-election-namespace", "", "namespace of the leader election Lease; empty means the pod's namespace")
+	fs.StringVar(&f.leaderElectionID, "leader-election-id", "switchboard-operator.calls.switchboard.dev", "name of the leader election Lease")
+	fs.StringVar(&f.namespaces, "namespaces", "", "comma-separated namespaces to watch; empty means all")
+	fs.BoolVar(&f.debug, "debug", false, "log at debug level (each child written)")
+	fs.DurationVar(&f.gracefulShutdown, "graceful-shutdown-timeout", 30*time.Second, "how long running reconciles may take to finish on SIGTERM")
+	fs.IntVar(&f.maxConcurrent, "max-concurrent-reconciles", controllers.DefaultMaxConcurrentReconciles, "reconciles run at once per controller")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	return f, nil
+}
+
+func runManager(ctx context.Context, args []string) error {
+	f, err := parseManagerFlags(args)
+	if err != nil {
+		return err
+	}
+	level := slog.LevelInfo
+	if f.debug {
+		level = slog.LevelDebug
+	}
+	logger := logr.FromSlogHandler(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	ctrl.SetLogger(logger)
+
+	cfg, err := restConfig(f.kubeconfig)
+	if err != nil {
+		return err
+	}
+	scheme, err := controllers.NewScheme()
+	if err != nil {
+		return err
+	}
+	var namespaces []string
+	for _, ns := range strings.Split(f.namespaces, ",") {
+		if ns = strings.TrimSpace(ns); ns != "" {
+			namespaces = append(namespaces, ns)
+		}
+	}
+	opts := ctrl.Options{
+		Scheme:                        scheme,
+		Logger:                        logger,
+		Cache:                         controllers.CacheOptions(namespaces...),
+		Metrics:                       metricsserver.Options{BindAddress: f.metricsAddr},
+		HealthProbeBindAddress:        f.probeAddr,
+		LeaderElection:                f.leaderElect,
+		LeaderElectionID:              f.leaderElectionID,
+		LeaderElectionNamespace:       f.leaderElectionNS,
+		LeaderElectionReleaseOnCancel: true,
+		GracefulShutdownTimeout:       &f.gracefulShutdown,
+	}
+	opts.Controller.MaxConcurrentReconciles = f.maxConcurrent
+	mgr, err := ctrl.NewManager(cfg, opts)
+	if err != nil {
+		return fmt.Errorf("create manager: %w", err)
+	}
+	if err := controllers.Setup(ctx, mgr); err != nil {
+		return err
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return fmt.Errorf("add health check: %w", err)
+	}
+	// Ready once the informers have synced: before that the controllers
+	// would act on a partial view.
+	cacheSynced := func(r *http.Request) error {
+		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+		defer cancel()
+		if !mgr.GetCache().WaitForCacheSync(ctx) {
+			return errors.New("cache not synced")
+		}
+		return nil
+	}
+	if err := mgr.AddReadyzCheck("readyz", cacheSynced); err != nil {
+		return fmt.Errorf("add ready check: %w", err)
+	}
+	logger.Info("starting manager", "leaderElection", f.leaderElect, "namespaces", namespaces, "metrics", f.metricsAddr, "probes", f.probeAddr)
+	if err := mgr.Start(ctx); err != nil {
+		return fmt.Errorf("run manager: %w", err)
+	}
+	return nil
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig != "" {
+		cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+		if err != nil {
+			return nil, fmt.Errorf("load kubeconfig %s: %w", kubeconfig, err)
+		}
+		return cfg, nil
+	}
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return nil, fmt.Errorf("find cluster config: %w", err)
+	}
+	return cfg, nil
 }

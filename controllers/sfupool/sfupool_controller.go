@@ -1,0 +1,215 @@
+package sfupool
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/switchboard-rtc/switchboard/api/v1alpha1"
+	"github.com/switchboard-rtc/switchboard/controllers/render"
+	"github.com/switchboard-rtc/switchboard/sfu/config"
+)
+
+// conflictRequeue is how soon a reconcile whose status write met a newer
+// object runs again.
+const conflictRequeue = 200 * time.Millisecond
+
+// Reconciler reconciles SFUPool objects.
+type Reconciler struct {
+	// Client reads from the manager's cache and writes to the API server.
+	Client client.Client
+	// APIReader reads past the cache, for objects the cache does not hold
+	// (the user's TURN TLS Secret).
+	APIReader client.Reader
+}
+
+// +kubebuilder:rbac:groups=calls.switchboard.dev,resources=sfupools,verbs=get;list;watch
+// +kubebuilder:rbac:groups=calls.switchboard.dev,resources=sfupools/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=calls.switchboard.dev,resources=callsapps,verbs=get;list;watch
+// +kubebuilder:rbac:groups=apps,resources=statefulsets;deployments,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=services;serviceaccounts;secrets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
+// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+
+// scope is what the phases of one reconcile share.
+type scope struct {
+	// pool is the object being reconciled; its status is written once, in
+	// Reconcile's defer. Set by Reconcile.
+	pool *v1alpha1.SFUPool
+	// apps are the pool's CallsApps with their credentials. Set by reconcileConfig.
+	apps []render.PoolApp
+	// podConfig is the rendered pod configuration. Set by reconcileConfig.
+	podConfig config.Pod
+	// applyErr is the first child write that failed. Set by reconcileChildren.
+	applyErr error
+	// tlsSecretMissing names a missing TURN TLS Secret. Set by reconcileTLSSecret.
+	tlsSecretMissing string
+	// sts is the SFU StatefulSet as the cache has it (nil before it exists).
+	// Set by reconcileWorkload.
+	sts *appsv1.StatefulSet
+	// pods are the pool's SFU pods. Set by reconcileWorkload.
+	pods []corev1.Pod
+}
+
+// Reconcile brings one pool's children and status up to date.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, reterr error) {
+	logger := log.FromContext(ctx)
+	pool := &v1alpha1.SFUPool{}
+	if err := r.Client.Get(ctx, req.NamespacedName, pool); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !pool.DeletionTimestamp.IsZero() {
+		// Children go with the pool through their owner references; pods
+		// drain within their grace period. Nothing outside the cluster to
+		// clean up, so no finalizer.
+		return ctrl.Result{}, nil
+	}
+	before := pool.DeepCopy()
+	s := &scope{pool: pool}
+
+	defer func() {
+		setStatus(s, reterr == nil)
+		if equality.Semantic.DeepEqual(before.Status, pool.Status) {
+			return
+		}
+		// The optimistic lock makes a write from a stale view fail instead
+		// of overwriting what another writer (pod reports) put there.
+		if err := r.Client.Status().Patch(ctx, pool, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+			if apierrors.IsNotFound(err) {
+				return
+			}
+			if apierrors.IsConflict(err) && reterr == nil {
+				logger.V(1).Info("status changed meanwhile; reconciling again", "sfupool", req.NamespacedName)
+				res = ctrl.Result{RequeueAfter: conflictRequeue}
+				return
+			}
+			logger.Error(err, "patch status", "sfupool", req.NamespacedName)
+			if reterr == nil {
+				reterr = fmt.Errorf("patch status of sfupool %s: %w", req.NamespacedName, err)
+			}
+		}
+	}()
+
+	for _, phase := range []func(context.Context, *scope) error{
+		r.reconcileConfig,
+		r.reconcileTLSSecret,
+		r.reconcileChildren,
+		r.reconcileWorkload,
+	} {
+		if err := phase(ctx, s); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	if s.tlsSecretMissing != "" {
+		// The TLS Secret is not in the cache (user Secrets are not watched):
+		// look again later.
+		return ctrl.Result{RequeueAfter: 30 * time.Second}, nil
+	}
+	return ctrl.Result{}, nil
+}
+
+// SetupWithManager registers the controller and its watches. index.Setup
+// must have run on the manager.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("sfupool").
+		For(&v1alpha1.SFUPool{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Owns(&appsv1.StatefulSet{}).
+		Owns(&appsv1.Deployment{}).
+		Owns(&corev1.Service{}).
+		Owns(&corev1.ServiceAccount{}).
+		Owns(&corev1.Secret{}).
+		Owns(&policyv1.PodDisruptionBudget{}).
+		Owns(&autoscalingv2.HorizontalPodAutoscaler{}).
+		Watches(&v1alpha1.CallsApp{}, appHandler{}, builder.WithPredicates(appRenderChanged())).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.poolOfCredentials)).
+		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(poolOfPod)).
+		Complete(r)
+}
+
+// appRenderChanged passes app events that can change the pool's rendering:
+// creation, deletion, a spec change, the start of deletion or a flip of
+// QuotaExceeded. Usage and live-load updates of status do not pass.
+func appRenderChanged() predicate.Predicate {
+	return predicate.Funcs{
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			o, ok1 := e.ObjectOld.(*v1alpha1.CallsApp)
+			n, ok2 := e.ObjectNew.(*v1alpha1.CallsApp)
+			if !ok1 || !ok2 {
+				return false
+			}
+			return o.Generation != n.Generation ||
+				o.DeletionTimestamp.IsZero() != n.DeletionTimestamp.IsZero() ||
+				meta.IsStatusConditionTrue(o.Status.Conditions, v1alpha1.QuotaExceededCondition) !=
+					meta.IsStatusConditionTrue(n.Status.Conditions, v1alpha1.QuotaExceededCondition)
+		},
+	}
+}
+
+// appHandler enqueues the pool an app names, and on an update also the pool
+// it named before, so a moved app leaves its old pool's configuration.
+type appHandler struct{}
+
+func (appHandler) Create(_ context.Context, e event.TypedCreateEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	enqueuePoolOf(e.Object, q)
+}
+
+func (appHandler) Update(_ context.Context, e event.TypedUpdateEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	enqueuePoolOf(e.ObjectOld, q)
+	enqueuePoolOf(e.ObjectNew, q)
+}
+
+func (appHandler) Delete(_ context.Context, e event.TypedDeleteEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	enqueuePoolOf(e.Object, q)
+}
+
+func (appHandler) Generic(_ context.Context, e event.TypedGenericEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	enqueuePoolOf(e.Object, q)
+}
+
+func enqueuePoolOf(o client.Object, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	if app, ok := o.(*v1alpha1.CallsApp); ok && app.Spec.PoolRef.Name != "" {
+		q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: app.Namespace, Name: app.Spec.PoolRef.Name}})
+	}
+}
+
+// poolOfCredentials maps an app's credentials Secret to the app's pool.
+func (r *Reconciler) poolOfCredentials(ctx context.Context, o client.Object) []reconcile.Request {
+	name, ok := o.GetLabels()[v1alpha1.LabelApp]
+	if !ok {
+		return nil
+	}
+	app := &v1alpha1.CallsApp{}
+	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: o.GetNamespace(), Name: name}, app); err != nil {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: app.Namespace, Name: app.Spec.PoolRef.Name}}}
+}
+
+func poolOfPod(_ context.Context, o client.Object) []reconcile.Request {
+	l := o.GetLabels()
+	if l[v1alpha1.LabelManagedBy] != v1alpha1.ManagedBy || l[v1alpha1.LabelPool] == "" {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: l[v1alpha1.LabelPool]}}}
+}
