@@ -42,9 +42,8 @@ func startPodMetering(log *slog.Logger, cfgPath, podName string, poll time.Durat
 	var started bool
 	agent, err := hub.NewAgent(hub.AgentOptions{
 		ConfigFile: cfgPath, Pod: podName, Kind: sfuusage.KindSFU, Logger: log,
-		// sfu/api enforces the per-session limit itself; the agent counts
-		// its 429s as session-scope throttles.
-		RefuseOverQuota: true,
+		// sfu/api enforces the per-session limit and the monthly egress
+		// cap itself; the agent counts its 429s as session throttles.
 		OnConfig: func(u hub.Update) {
 			if started {
 				onConfig(u.Config)
