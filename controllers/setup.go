@@ -59,11 +59,21 @@ func CacheOptions(namespaces ...string) cache.Options {
 }
 
 // Setup registers the field indexes and both controllers on mgr.
-func Setup(ctx context.Context, mgr ctrl.Manager) error {
+func Setup(ctx context.Context, mgr ctrl.Manager) error { return SetupWith(ctx, mgr, Options{}) }
+
+// Options are optional settings of the controllers.
+type Options struct {
+	// HubURL and HubToken are rendered into pod configs (see
+	// controllers/metering); empty means pods run without a hub.
+	HubURL, HubToken string
+}
+
+// SetupWith is Setup with options.
+func SetupWith(ctx context.Context, mgr ctrl.Manager, o Options) error {
 	if err := index.Setup(ctx, mgr.GetFieldIndexer()); err != nil {
 		return err
 	}
-	pools := &sfupool.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()}
+	pools := &sfupool.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), HubURL: o.HubURL, HubToken: o.HubToken}
 	if err := pools.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up sfupool controller: %w", err)
 	}

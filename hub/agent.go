@@ -23,7 +23,8 @@ type AgentOptions struct {
 	// Pod is this pod's name; Kind is usage.KindSFU or usage.KindTURN.
 	Pod  string
 	Kind string
-	// HubToken authenticates to the hub; HubURL overrides config.Pod.Hub.
+	// HubToken authenticates to the hub (default config.Pod.HubToken);
+	// HubURL overrides config.Pod.Hub.
 	HubToken string
 	HubURL   string
 	// ReportInterval defaults to usage.DefaultReportInterval.
@@ -98,6 +99,10 @@ func NewAgent(o AgentOptions) (*Agent, error) {
 	if hubURL == "" {
 		hubURL = first.Hub
 	}
+	if o.HubToken == "" {
+		o.HubToken = first.HubToken
+		a.o.HubToken = first.HubToken
+	}
 	so := o.SourceOptions
 	so.File, so.HubURL, so.Token, so.Pool = o.ConfigFile, hubURL, o.HubToken, first.Pool
 	so.OnChange = a.applyUpdate
@@ -109,6 +114,7 @@ func NewAgent(o AgentOptions) (*Agent, error) {
 	// The source starts from what was just applied, so its first read of
 	// the same file is not reported again.
 	a.source.cur = Update{Config: first, From: FromFile}
+	a.source.curHash = contentHash(first)
 	a.reporter = usage.NewReporter(usage.ReporterOptions{
 		Meter: a.Meter, HubURL: hubURL, Token: o.HubToken, Pod: o.Pod, Pool: first.Pool, Kind: o.Kind,
 		Interval: o.ReportInterval, Logger: o.Logger, Clock: usage.Clock(o.Clock),
@@ -234,6 +240,11 @@ func (a *Agent) Middleware(next http.Handler) http.Handler {
 		next.ServeHTTP(rec, r)
 		if rec.code == 0 {
 			rec.code = http.StatusOK
+		}
+		if rec.code == http.StatusTooManyRequests {
+			// The app limit answers above; a 429 from the API server
+			// behind is its per-session limit.
+			app.CountLimited(string(ratelimit.ScopeSession))
 		}
 		app.CountRequest(rec.code)
 	})

@@ -182,6 +182,36 @@ func TestAppOverItsEgressCapGetsNoNewSessionsButKeepsOldOnes(t *testing.T) {
 	}
 }
 
+// An API server that enforces the session limit itself: its 429s are
+// counted as session-scope throttles.
+func TestAgentCountsTheAPIServersOwnSessionThrottles(t *testing.T) {
+	cfg := agentConfig("", "v1", 100)
+	cfg.HubToken = "from-config"
+	file := filepath.Join(t.TempDir(), config.FileName)
+	b, _ := json.Marshal(cfg)
+	if err := os.WriteFile(file, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	agent, err := NewAgent(AgentOptions{ConfigFile: file, Pod: "sfu-0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if agent.o.HubToken != "from-config" {
+		t.Fatalf("hub token %q, want the one from the config", agent.o.HubToken)
+	}
+	api := httptest.NewServer(agent.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ratelimit.WriteLimited(w, ratelimit.ScopeSession, ratelimit.Decision{RetryAfter: 1})
+	})))
+	defer api.Close()
+	if code, body := call(t, "PUT", api.URL+"/v1/apps/"+appA+"/sessions/s1/renegotiate", "secret-a"); code != 429 || body != ratelimit.SessionLimitedBody {
+		t.Fatalf("%d %s", code, body)
+	}
+	snap := agent.Meter.Snapshot()
+	if len(snap) != 1 || snap[0].Counters.RateLimitedSession != 1 || snap[0].Counters.RateLimitedApp != 0 || snap[0].Counters.Requests["429"] != 1 {
+		t.Fatalf("counters %+v", snap)
+	}
+}
+
 func TestSessionCallsOutsideSessionsOrCleanupAreNotSessionLimited(t *testing.T) {
 	for path, want := range map[string]string{
 		"/v1/apps/a/sessions/new":                   "",

@@ -249,6 +249,25 @@ func TestPodKeepsItsLastConfigThroughHubOutageAndRestart(t *testing.T) {
 	rec2.waitFor(t, 5*time.Second, "v4 once the hub is back", version("v4"))
 }
 
+// Hand-written configs (dev mode) may keep one version string across
+// edits: a content change is still applied.
+func TestPodAppliesAnEditedFileWithTheSameVersion(t *testing.T) {
+	file := filepath.Join(t.TempDir(), config.FileName)
+	writeConfigFile(t, file, podConfig("dev", 100))
+	s, rec, _ := startSource(t, SourceOptions{File: file})
+	rec.waitFor(t, 5*time.Second, "the first file", version("dev"))
+	if s.Current().From != FromFile {
+		t.Fatalf("first config from %s", s.Current().From)
+	}
+	edited := podConfig("dev", 100)
+	edited.Apps[0].RateLimit.AuthenticatedPerSecond = 7
+	writeConfigFile(t, file, edited)
+	rec.waitFor(t, 5*time.Second, "the edit", func(u Update) bool { return u.Config.Apps[0].RateLimit.AuthenticatedPerSecond == 7 })
+	if got := len(rec.got); got != 2 {
+		t.Fatalf("%d updates, want 2", got)
+	}
+}
+
 func TestPodSkipsAnInvalidRenderingAndKeepsServing(t *testing.T) {
 	store := NewConfigStore()
 	_ = store.Set(pool, podConfig("v1", 100), 1)

@@ -80,7 +80,13 @@ type Source struct {
 	fileHash  [32]byte // content last read from the file
 	hubFile   [32]byte // file content when the hub last answered 200
 	pending   *config.Pod
+	curHash   [32]byte
 	callbacks sync.Mutex
+}
+
+func contentHash(p *config.Pod) [32]byte {
+	b, _ := json.Marshal(p)
+	return sha256.Sum256(b)
 }
 
 // NewSource returns a Source; nothing happens until Run.
@@ -189,10 +195,15 @@ func (s *Source) apply(p *config.Pod, replicas int, from string) {
 		replicas = s.replicas
 	}
 	s.replicas = replicas
-	if s.cur.Config != nil && s.cur.Config.Version == p.Version && s.cur.ReadyReplicas == replicas {
+	// Same content and replica count: nothing to do. Content, not only
+	// Version, because hand-written configs (dev, tests) may keep one
+	// version string across edits.
+	sum := contentHash(p)
+	if s.cur.Config != nil && sum == s.curHash && s.cur.ReadyReplicas == replicas {
 		s.mu.Unlock()
 		return
 	}
+	s.curHash = sum
 	s.cur = Update{Config: p, ReadyReplicas: replicas, From: from}
 	u := s.cur
 	s.mu.Unlock()

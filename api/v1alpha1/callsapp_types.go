@@ -190,6 +190,11 @@ type CallsAppStatus struct {
 	// Rate is the state of the app's rate limits.
 	// +optional
 	Rate *RateStatus `json:"rate,omitempty"`
+
+	// Checkpoint is the usage ledger state that lets a restarted operator
+	// resume counting without loss or double counting.
+	// +optional
+	Checkpoint *UsageCheckpoint `json:"checkpoint,omitempty"`
 }
 
 // LiveStatus is an app's current load.
@@ -258,8 +263,8 @@ type RateStatus struct {
 	// +optional
 	LimitPerSecond int32 `json:"limitPerSecond"`
 
-	// PeakPerSecond is the highest number of requests one client IP made in
-	// one second during the current month.
+	// PeakPerSecond is the highest number of requests the app received in
+	// one second over the last minute, all client IPs and pods together.
 	// +optional
 	PeakPerSecond int64 `json:"peakPerSecond"`
 

@@ -367,6 +367,15 @@ type PoolPod struct {
 	// +optional
 	Sessions int64 `json:"sessions,omitempty"`
 
+	// Tracks is the number of live tracks (published and pulled) on the pod.
+	// +optional
+	Tracks int64 `json:"tracks,omitempty"`
+
+	// EgressBytesPerSecond is the pod's egress rate over its last two usage
+	// reports.
+	// +optional
+	EgressBytesPerSecond int64 `json:"egressBytesPerSecond,omitempty"`
+
 	// ConfigVersion is the configuration version the pod reports it runs.
 	// +optional
 	ConfigVersion string `json:"configVersion,omitempty"`

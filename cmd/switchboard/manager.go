@@ -19,6 +19,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/switchboard-rtc/switchboard/controllers"
+	"github.com/switchboard-rtc/switchboard/controllers/metering"
 )
 
 func init() {
@@ -37,6 +38,9 @@ type managerFlags struct {
 	gracefulShutdown time.Duration
 	leaderElectionID string
 	maxConcurrent    int
+	hubAddr          string
+	hubURL           string
+	hubSecret        string
 }
 
 func parseManagerFlags(args []string) (*managerFlags, error) {
@@ -52,6 +56,9 @@ func parseManagerFlags(args []string) (*managerFlags, error) {
 	fs.BoolVar(&f.debug, "debug", false, "log at debug level (each child written)")
 	fs.DurationVar(&f.gracefulShutdown, "graceful-shutdown-timeout", 30*time.Second, "how long running reconciles may take to finish on SIGTERM")
 	fs.IntVar(&f.maxConcurrent, "max-concurrent-reconciles", controllers.DefaultMaxConcurrentReconciles, "reconciles run at once per controller")
+	fs.StringVar(&f.hubAddr, "hub-bind-address", ":8082", "address of the fleet hub (pod config and usage reports) and the admin API; 0 disables them")
+	fs.StringVar(&f.hubURL, "hub-url", "", "the hub's URL as pods reach it (e.g. http://switchboard-hub.switchboard-system.svc:8082), rendered into pod configs")
+	fs.StringVar(&f.hubSecret, "hub-secret", "switchboard-hub", "Secret in the manager's namespace ($POD_NAMESPACE) holding the hub token and admin API key; created when missing")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -104,7 +111,25 @@ func runManager(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
 	}
-	if err := controllers.Setup(ctx, mgr); err != nil {
+	// Fleet hub and admin API: controllers/metering.
+	var ctrlOpts controllers.Options
+	if f.hubAddr != "0" {
+		ns := os.Getenv("POD_NAMESPACE")
+		if ns == "" {
+			ns = "default"
+		}
+		hubToken, adminKey, err := metering.LoadOrCreateKeys(ctx, mgr.GetAPIReader(), mgr.GetClient(), ns, f.hubSecret)
+		if err != nil {
+			return fmt.Errorf("hub keys: %w", err)
+		}
+		if _, err := metering.Setup(mgr, metering.Options{Addr: f.hubAddr, HubToken: hubToken, AdminKey: adminKey}); err != nil {
+			return err
+		}
+		if f.hubURL != "" {
+			ctrlOpts = controllers.Options{HubURL: f.hubURL, HubToken: hubToken}
+		}
+	}
+	if err := controllers.SetupWith(ctx, mgr, ctrlOpts); err != nil {
 		return err
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

@@ -101,6 +101,7 @@ func TestManagerCommandReconcilesWithLeaderElectionAndServesProbes(t *testing.T)
 			"--kubeconfig=" + kubeconfig,
 			"--metrics-bind-address=" + metrics,
 			"--health-probe-bind-address=" + probes,
+			"--hub-bind-address=" + freeAddr(t),
 			"--leader-elect", "--leader-election-namespace=default",
 		})
 	}()

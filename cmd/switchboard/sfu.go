@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -27,7 +26,7 @@ func init() {
 // into SFU pod templates (controllers/render), and a test parses that
 // rendering with parseSFUFlags so the two cannot drift apart.
 type sfuFlags struct {
-	cfgPath, listen, udpIP, advertise, logLevel string
+	cfgPath, listen, udpIP, advertise, logLevel, podName string
 	udpPort, ordinal                            int
 	poll, shutdown                              time.Duration
 }
@@ -44,6 +43,7 @@ func parseSFUFlags(args []string) (*sfuFlags, error) {
 	fs.DurationVar(&f.shutdown, "shutdown-timeout", 10*time.Second, "how long in-flight HTTP requests may take at shutdown")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.IntVar(&f.ordinal, "pod-ordinal", -1, "this pod's number in its fleet (config fleet); default: the -<n> suffix of $POD_NAME")
+	fs.StringVar(&f.podName, "pod-name", "", "this pod's name in usage reports (default $POD_NAME, else the host name)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -59,21 +59,28 @@ func runSFU(ctx context.Context, args []string) error {
 		return err
 	}
 	cfgPath, listen, udpPort, udpIP, advertise := &f.cfgPath, &f.listen, &f.udpPort, &f.udpIP, &f.advertise
-	poll, shutdown, logLevel, ordinal := &f.poll, &f.shutdown, &f.logLevel, &f.ordinal
+	poll, shutdown, logLevel, ordinal, podName := &f.poll, &f.shutdown, &f.logLevel, &f.ordinal, &f.podName
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fmt.Errorf("--log-level: %w", err)
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
-	raw, err := os.ReadFile(*cfgPath)
+	// Config (file + hub), rate limits and usage: cmd/switchboard/sfu_metering.go.
+	var srv *sfu.Server
+	pm, err := startPodMetering(log, *cfgPath, *podName, *poll, func(c *config.Pod) {
+		c2 := *c
+		if *udpPort != 0 {
+			c2.Media.UDPPort = *udpPort
+		}
+		if err := srv.SetConfig(&c2); err != nil {
+			log.Warn("config rejected", "err", err)
+		}
+	})
 	if err != nil {
-		return fmt.Errorf("read config: %w", err)
+		return err
 	}
-	cfg, err := config.Parse(raw)
-	if err != nil {
-		return fmt.Errorf("%s: %w", *cfgPath, err)
-	}
+	cfg := *pm.config()
 	if *udpPort != 0 {
 		cfg.Media.UDPPort = *udpPort
 	}
@@ -85,17 +92,26 @@ func runSFU(ctx context.Context, args []string) error {
 			}
 		}
 	}
-	srv, err := sfu.New(sfu.Options{
-		Config: cfg, UDPAddr: net.JoinHostPort(*udpIP, strconv.Itoa(cfg.Media.UDPPort)),
+	udp, err := net.ListenPacket("udp", net.JoinHostPort(*udpIP, strconv.Itoa(cfg.Media.UDPPort)))
+	if err != nil {
+		return fmt.Errorf("listen media port: %w", err)
+	}
+	srv, err = sfu.New(sfu.Options{
+		Config: &cfg, UDPConn: pm.conn(udp), Hooks: pm.hooks(),
 		AdvertiseIPs: advertiseIPs(*advertise, cfg.Media.Exposure), Logger: log, PodOrdinal: *ordinal,
 	})
 	if err != nil {
+		_ = udp.Close()
 		return err
 	}
 	defer func() { _ = srv.Close() }()
+	pm.observe(srv)
+	if err := pm.register(srv.Registry()); err != nil {
+		return fmt.Errorf("register usage metrics: %w", err)
+	}
 
 	hs := &http.Server{
-		Addr: *listen, Handler: srv.Handler(),
+		Addr: *listen, Handler: pm.handler(srv.Handler()),
 		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second,
 		IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
 	}
@@ -106,7 +122,7 @@ func runSFU(ctx context.Context, args []string) error {
 	log.Info("sfu api listening", "addr", ln.Addr().String(), "config", *cfgPath, "version", cfg.Version)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- hs.Serve(ln) }()
-	go watchConfig(ctx, log, *cfgPath, raw, *poll, *udpPort, srv)
+	pm.run(ctx)
 
 	select {
 	case err := <-serveErr:
@@ -123,7 +139,11 @@ func runSFU(ctx context.Context, args []string) error {
 	if err := hs.Shutdown(sctx); err != nil {
 		log.Warn("http shutdown", "err", err)
 	}
-	return srv.Close()
+	err = srv.Close()
+	if ferr := pm.finish(); ferr != nil {
+		log.Warn("final usage report not delivered", "err", ferr)
+	}
+	return err
 }
 
 // advertiseIPs picks the candidate addresses: the flag, else the node IP
@@ -148,46 +168,4 @@ func advertiseIPs(flagValue string, exposure config.Exposure) []string {
 		}
 	}
 	return out
-}
-
-// watchConfig polls the file and applies a changed, valid configuration.
-// A broken file is logged and the last good configuration stays.
-func watchConfig(ctx context.Context, log *slog.Logger, path string, last []byte, every time.Duration, udpPort int, srv *sfu.Server) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	var bad []byte // last rejected content, to warn once per change
-	unreadable := false
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		raw, err := os.ReadFile(path)
-		if err != nil {
-			if !unreadable {
-				log.Warn("config unreadable; keeping the last one", "err", err)
-			}
-			unreadable = true
-			continue
-		}
-		unreadable = false
-		if bytes.Equal(raw, last) || bytes.Equal(raw, bad) {
-			continue
-		}
-		cfg, err := config.Parse(raw)
-		if err != nil {
-			log.Warn("config invalid; keeping the last one", "err", err)
-			bad = raw
-			continue
-		}
-		if udpPort != 0 {
-			cfg.Media.UDPPort = udpPort
-		}
-		if err := srv.SetConfig(cfg); err != nil {
-			log.Warn("config rejected", "err", err)
-			continue
-		}
-		last = raw
-	}
 }

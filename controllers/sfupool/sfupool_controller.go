@@ -39,6 +39,9 @@ type Reconciler struct {
 	// APIReader reads past the cache, for objects the cache does not hold
 	// (the user's TURN TLS Secret).
 	APIReader client.Reader
+	// HubURL and HubToken, when set, are rendered into the pod config so
+	// pods follow the manager's hub and report usage to it.
+	HubURL, HubToken string
 }
 
 // +kubebuilder:rbac:groups=calls.switchboard.dev,resources=sfupools,verbs=get;list;watch

@@ -45,6 +45,9 @@ func (r *Reconciler) reconcileConfig(ctx context.Context, s *scope) error {
 		s.apps = append(s.apps, render.PoolApp{App: app, Credentials: render.CredentialsFromSecretData(secret.Data)})
 	}
 	s.podConfig = render.PodConfig(s.pool, s.apps)
+	if r.HubURL != "" {
+		s.podConfig.Hub, s.podConfig.HubToken = r.HubURL, r.HubToken
+	}
 	return nil
 }
 

@@ -71,6 +71,7 @@ func podStatus(s *scope, old []v1alpha1.PoolPod) (ready, draining int32, pods []
 		}
 		if o, ok := prev[pod.Name]; ok {
 			pp.Sessions, pp.ConfigVersion = o.Sessions, o.ConfigVersion
+			pp.Tracks, pp.EgressBytesPerSecond = o.Tracks, o.EgressBytesPerSecond
 		}
 		if pp.Ready {
 			ready++

@@ -30,10 +30,20 @@ func TestPacketConnCountsPayloadBytesPerAttributedApp(t *testing.T) {
 	b := clientB.LocalAddr().(*net.UDPAddr).AddrPort()
 	attr.Set(netip.AddrPortFrom(netip.AddrFrom16(b.Addr().As16()), b.Port()), m.App(appB))
 
-	received := map[*net.UDPConn]int{}
+	// A STUN binding response (first byte 0x01) is free: not counted.
+	stun := append([]byte{0x01, 0x01, 0x00, 0x0c, 0x21, 0x12, 0xa4, 0x42}, make([]byte, 24)...)
+	if _, err := server.WriteTo(stun, clientA.LocalAddr()); err != nil {
+		t.Fatal(err)
+	}
 	buf := make([]byte, 2000)
+	_ = clientA.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := clientA.Read(buf); err != nil {
+		t.Fatal(err)
+	}
+	received := map[*net.UDPConn]int{}
 	for i, c := range []*net.UDPConn{clientA, clientB, stranger, clientA} {
 		payload := make([]byte, 100+i*300)
+		payload[0] = 0x80 // RTP
 		if _, err := server.WriteTo(payload, c.LocalAddr()); err != nil {
 			t.Fatal(err)
 		}
@@ -44,12 +54,16 @@ func TestPacketConnCountsPayloadBytesPerAttributedApp(t *testing.T) {
 		}
 		received[c] += n
 	}
-	if _, err := clientA.WriteTo(make([]byte, 77), server.LocalAddr()); err != nil {
-		t.Fatal(err)
-	}
-	_ = server.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, _, err := server.ReadFrom(buf); err != nil {
-		t.Fatal(err)
+	for _, first := range []byte{0x00, 0x16} { // a STUN request (free), then 77 bytes of DTLS
+		pkt := make([]byte, 77)
+		pkt[0] = first
+		if _, err := clientA.WriteTo(pkt, server.LocalAddr()); err != nil {
+			t.Fatal(err)
+		}
+		_ = server.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, _, err := server.ReadFrom(buf); err != nil {
+			t.Fatal(err)
+		}
 	}
 	snap := map[string]Counters{}
 	for _, r := range m.Snapshot() {
@@ -91,5 +105,40 @@ func BenchmarkAttributedEgressCount(b *testing.B) {
 				app.egressSFU.Add(1200)
 			}
 		}
+	}
+}
+
+// ICE reports the selected pair asynchronously: bytes sent before Set are
+// credited when it arrives; addresses never attributed cost bounded memory.
+func TestBytesBeforeAttributionAreCreditedWhenTheAppIsKnown(t *testing.T) {
+	m := NewMeter(nil)
+	m.SetApps([]string{appA})
+	attr := NewAttribution()
+	server := NewPacketConn(listenLoopback(t), attr)
+	client := listenLoopback(t)
+	dtls := make([]byte, 149)
+	dtls[0] = 0x16
+	if _, err := server.WriteTo(dtls, client.LocalAddr()); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.App(appA).egressSFU.Load(); got != 0 {
+		t.Fatalf("counted %d before attribution", got)
+	}
+	attr.Set(client.LocalAddr().(*net.UDPAddr).AddrPort(), m.App(appA))
+	if _, err := server.WriteTo(dtls, client.LocalAddr()); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.App(appA).egressSFU.Load(); got != 2*149 {
+		t.Fatalf("egress %d, want both datagrams (298)", got)
+	}
+	// A scan of many addresses holds at most MaxPending of them.
+	for i := range MaxPending + 100 {
+		attr.hold(netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), 9), 10, 0)
+	}
+	attr.pmu.Lock()
+	n, o := len(attr.pending), len(attr.order)
+	attr.pmu.Unlock()
+	if n != MaxPending || o != MaxPending {
+		t.Fatalf("%d pending addresses (%d in order), bound %d", n, o, MaxPending)
 	}
 }

@@ -246,7 +246,16 @@ type Meter struct {
 	apps    atomic.Pointer[map[string]*App]
 	known   atomic.Pointer[map[string]bool]
 	unknown *App
+	live    atomic.Pointer[func() map[string]Live]
 }
+
+// Live are an app's current sessions and tracks.
+type Live struct{ Sessions, Tracks int64 }
+
+// SetLiveSource makes snapshots and metrics take live sessions and tracks
+// from f (for example the session manager's own counts) instead of the
+// AddSessions/AddTracks gauges. f is called once per snapshot or scrape.
+func (m *Meter) SetLiveSource(f func() map[string]Live) { m.live.Store(&f) }
 
 // NewMeter returns a Meter with a fresh random boot ID. clock may be nil.
 func NewMeter(clock Clock) *Meter {
@@ -347,11 +356,29 @@ func (a *App) used() bool {
 // Snapshot returns the current state of every app, for a Report.
 func (m *Meter) Snapshot() []AppReport {
 	apps := m.Apps()
+	live := m.liveNow()
 	out := make([]AppReport, 0, len(apps))
 	for _, a := range apps {
-		out = append(out, a.snapshot())
+		r := a.snapshot()
+		if live != nil {
+			l := live[a.id]
+			r.Sessions, r.Tracks = l.Sessions, l.Tracks
+		}
+		out = append(out, r)
 	}
 	return out
+}
+
+// liveNow returns the live source's counts, or nil without a source.
+func (m *Meter) liveNow() map[string]Live {
+	f := m.live.Load()
+	if f == nil || *f == nil {
+		return nil
+	}
+	if l := (*f)(); l != nil {
+		return l
+	}
+	return map[string]Live{}
 }
 
 // TURNMeter adapts a Meter to the TURN server's per-app meter hooks

@@ -198,6 +198,20 @@ func TestPerSecondHistoryCoversTheLastMinute(t *testing.T) {
 	}
 }
 
+func TestLiveSourceReplacesTheGauges(t *testing.T) {
+	m := NewMeter(nil)
+	m.SetApps([]string{appA, appB})
+	m.App(appA).AddSessions(9)
+	m.SetLiveSource(func() map[string]Live { return map[string]Live{appA: {Sessions: 2, Tracks: 5}} })
+	got := map[string]AppReport{}
+	for _, r := range m.Snapshot() {
+		got[r.App] = r
+	}
+	if got[appA].Sessions != 2 || got[appA].Tracks != 5 || got[appB].Sessions != 0 {
+		t.Fatalf("snapshot %+v", got)
+	}
+}
+
 func TestEveryMeterHasItsOwnBootID(t *testing.T) {
 	a, b := NewMeter(nil), NewMeter(nil)
 	if len(a.BootID()) != 32 || a.BootID() == b.BootID() {

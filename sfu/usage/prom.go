@@ -60,6 +60,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	live := c.m.liveNow()
 	for _, a := range c.m.Apps() {
 		ch <- prometheus.MustNewConstMetric(descEgress, prometheus.CounterValue, float64(a.egressSFU.Load()), a.id, string(SourceSFU))
 		ch <- prometheus.MustNewConstMetric(descEgress, prometheus.CounterValue, float64(a.egressTURN.Load()), a.id, string(SourceTURN))
@@ -74,7 +75,11 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(descLimited, prometheus.CounterValue, float64(a.limitedApp.Load()), a.id, "app")
 		ch <- prometheus.MustNewConstMetric(descLimited, prometheus.CounterValue, float64(a.limitedSession.Load()), a.id, "session")
-		ch <- prometheus.MustNewConstMetric(descSessions, prometheus.GaugeValue, float64(max(a.sessions.Load(), 0)), a.id)
-		ch <- prometheus.MustNewConstMetric(descTracks, prometheus.GaugeValue, float64(max(a.tracks.Load(), 0)), a.id)
+		sessions, tracks := max(a.sessions.Load(), 0), max(a.tracks.Load(), 0)
+		if live != nil {
+			sessions, tracks = live[a.id].Sessions, live[a.id].Tracks
+		}
+		ch <- prometheus.MustNewConstMetric(descSessions, prometheus.GaugeValue, float64(sessions), a.id)
+		ch <- prometheus.MustNewConstMetric(descTracks, prometheus.GaugeValue, float64(tracks), a.id)
 	}
 }

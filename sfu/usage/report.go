@@ -120,6 +120,11 @@ func NewReporter(o ReporterOptions) *Reporter {
 // the process has stopped carrying traffic, or count on the final report
 // missing whatever is counted after it.
 func (r *Reporter) Run(ctx context.Context) error {
+	if r.o.HubURL == "" {
+		// Dev mode and tests without a manager: nothing to report to.
+		<-ctx.Done()
+		return nil
+	}
 	t := time.NewTicker(r.o.Interval)
 	defer t.Stop()
 	for {

@@ -119,3 +119,13 @@ func TestFinalReportRetriesTransientFailuresButNotRejections(t *testing.T) {
 		t.Fatalf("unreachable hub: %v, want the flush to give up at its deadline", err)
 	}
 }
+
+func TestReporterWithoutAHubReturnsAtOnceOnShutdown(t *testing.T) {
+	r := NewReporter(ReporterOptions{Meter: NewMeter(nil), Pod: "p"})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	start := time.Now()
+	if err := r.Run(ctx); err != nil || time.Since(start) > time.Second {
+		t.Fatalf("Run without a hub: %v after %v", err, time.Since(start))
+	}
+}
