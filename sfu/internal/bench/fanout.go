@@ -38,7 +38,7 @@ func runFanOut(args []string) error {
 	fs.StringVar(&f.levels, "subscribers", "1,10,100,300", "subscriber counts, ascending; one server process grows through them")
 	fs.DurationVar(&f.window, "window", 10*time.Second, "steady measurement window per level")
 	fs.DurationVar(&f.settle, "settle", 2*time.Second, "wait after the last join before the window")
-	fs.DurationVar(&f.floor, "floor", 5*time.Second, "window of the direct Pion to Pion latency floor")
+	fs.DurationVar(&f.floor, "floor", 10*time.Second, "window of the direct Pion to Pion latency floor")
 	fs.IntVar(&f.fps, "fps", 30, "frames per second")
 	fs.IntVar(&f.perFrame, "packets-per-frame", 9, "packets per frame (30 x 9 = 270 pkt/s)")
 	fs.IntVar(&f.size, "size", 1150, "RTP payload bytes (1150 B x 270 pkt/s = 2.5 Mbps)")
