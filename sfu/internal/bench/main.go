@@ -226,7 +226,27 @@ func loadAvg() string {
 	if len(f) < 3 {
 		return "?"
 	}
-	return strings.Join(f[:3], " ")
+	s := strings.Join(f[:3], " ")
+	// The anchors discard runs started with a load above 1.5; on a shared
+	// machine we keep them but mark a load above the CPU count.
+	if l, err := strconv.ParseFloat(f[0], 64); err == nil && l > float64(machineCPUs()) {
+		s += " (busy: discard)"
+	}
+	return s
+}
+
+// machineCPUs counts the machine's CPUs (runtime.NumCPU only sees the
+// taskset mask).
+func machineCPUs() int {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return 1
+	}
+	n := strings.Count(string(b), "\nprocessor")
+	if strings.HasPrefix(string(b), "processor") {
+		n++
+	}
+	return max(n, 1)
 }
 
 // apiClient calls the Calls API of the bench app.
