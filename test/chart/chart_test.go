@@ -99,10 +99,8 @@ func TestDefaultInstallRunsOneRestrictedOperatorWithLeaderElection(t *testing.T)
 			t.Errorf("args %q lack %q", c.Args, want)
 		}
 	}
-	if !slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool {
-		return e.Name == "SWITCHBOARD_HUB_URL" && e.Value == "http://sb-switchboard."+namespace+".svc:8443"
-	}) {
-		t.Errorf("env %+v lacks the hub URL of the Service", c.Env)
+	if want := "--hub-url=http://sb-switchboard." + namespace + ".svc:8443"; !slices.Contains(c.Args, want) {
+		t.Errorf("args %q lack the hub URL of the Service %q", c.Args, want)
 	}
 	assertRestricted(t, d.Spec.Template.Spec)
 	if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
@@ -131,17 +129,20 @@ func TestDefaultInstallRunsOneRestrictedOperatorWithLeaderElection(t *testing.T)
 		t.Errorf("leader election role cannot update leases: %+v", role.Rules)
 	}
 
-	// The admin key comes from the chart's Secret.
+	// The admin key and hub token come from the chart's Secret, which the
+	// manager is told to read.
 	secretName := ""
-	for _, e := range c.Env {
-		if e.Name == "SWITCHBOARD_ADMIN_API_KEY" && e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
-			secretName = e.ValueFrom.SecretKeyRef.Name
+	for _, a := range c.Args {
+		if v, ok := strings.CutPrefix(a, "--hub-secret="); ok {
+			secretName = v
 		}
 	}
 	var sec corev1.Secret
 	into(t, r.get(t, "Secret", secretName), &sec)
-	if len(sec.Data["apiKey"]) < 32 {
-		t.Errorf("admin API key of %d bytes, want at least 32", len(sec.Data["apiKey"]))
+	for _, k := range []string{"admin-api-key", "hub-token"} {
+		if len(sec.Data[k]) < 32 {
+			t.Errorf("%s of %d bytes, want at least 32", k, len(sec.Data[k]))
+		}
 	}
 
 	// The Service reaches the pod's admin and hub ports.

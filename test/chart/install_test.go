@@ -269,8 +269,8 @@ func TestHelmInstallUpgradeUninstallOnARealAPIServer(t *testing.T) {
 	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: "sb-switchboard-admin"}, &adminAfter); err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(adminBefore.Data["apiKey"], adminAfter.Data["apiKey"]) {
-		t.Error("helm upgrade replaced the admin API key")
+	if !bytes.Equal(adminBefore.Data["admin-api-key"], adminAfter.Data["admin-api-key"]) || !bytes.Equal(adminBefore.Data["hub-token"], adminAfter.Data["hub-token"]) {
+		t.Error("helm upgrade replaced the admin API key or the hub token")
 	}
 	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: "sb-switchboard"}, &d); err != nil {
 		t.Fatal(err)
