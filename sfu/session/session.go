@@ -44,6 +44,8 @@ type Session struct {
 	subs          []*subscription            // every subscription, for GET
 	closed        bool
 	done          chan struct{}
+
+	dc dcState // DataChannels (datachannels.go)
 }
 
 // publication is a track this session publishes (location "local").
@@ -377,6 +379,8 @@ func (s *Session) counts() (pubs, subs int, egress, ingress uint64) {
 			egress += e
 		}
 	}
+	egress += s.dc.egress.Load()
+	ingress += s.dc.ingress.Load()
 	return
 }
 
