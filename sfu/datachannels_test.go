@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -716,4 +718,26 @@ func TestDataChannelCloseIsExemptFromRateLimit(t *testing.T) {
 		t.Fatalf("datachannels/close past the quota: want 200, got %d %s", st, raw)
 	}
 	in.waitClosed(t, "closed publication")
+}
+
+func TestEstablishAnswersARealChromeOffer(t *testing.T) {
+	raw, err := os.ReadFile("testdata/chrome-offer-datachannel.sdp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, envOpt{})
+	sid := e.newSession(appA, secretA)
+	st, resp, body := e.establish(appA, secretA, sid, &session.SessionDescription{Type: "offer", SDP: string(raw)})
+	if st != http.StatusOK || resp.RequiresImmediateRenegotiation || resp.SessionDescription == nil || resp.SessionDescription.Type != "answer" {
+		t.Fatalf("establish with Chrome's offer: %d %s", st, body)
+	}
+	ans := resp.SessionDescription.SDP
+	for _, want := range []string{"m=application 9 UDP/DTLS/SCTP webrtc-datachannel", "a=mid:0", "a=sctp-port:5000", "a=ice-lite"} {
+		if !strings.Contains(ans, want) {
+			t.Errorf("answer lacks %q:\n%s", want, ans)
+		}
+	}
+	if setup := regexp.MustCompile(`a=setup:(\w+)`).FindStringSubmatch(ans); setup == nil || setup[1] == "actpass" {
+		t.Errorf("answer must pick a DTLS role: %v", setup)
+	}
 }

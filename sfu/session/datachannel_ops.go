@@ -417,7 +417,7 @@ func (s *Session) UpdateDataChannels(req DataChannelsRequest, lim Limits) (*Data
 		return nil, err
 	}
 	for i, it := range req.DataChannels {
-		if it.Location != LocationRemote || it.SessionID == "" || it.DataChannelName == "" {
+		if (it.Location != "" && it.Location != LocationRemote) || it.SessionID == "" || it.DataChannelName == "" {
 			return nil, errParams(fmt.Sprintf("dataChannels[%d]: datachannels/update takes remote channels with sessionId and dataChannelName", i), ErrInvalidTrackObj)
 		}
 	}
