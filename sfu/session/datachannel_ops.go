@@ -116,14 +116,21 @@ func (s *Session) serverEventsID(byPeer bool) uint16 {
 	s.dc.mu.Lock()
 	dc := s.dc.serverEvents
 	s.dc.mu.Unlock()
+	return predictServerEventsID(pc, dc, byPeer, s.thirdparty)
+}
+
+func predictServerEventsID(pc *webrtc.PeerConnection, dc *webrtc.DataChannel, byPeer, thirdparty bool) uint16 {
 	if dc != nil {
 		if id := dc.ID(); id != nil {
 			return *id
 		}
 	}
-	client, ok := sfuIsDTLSClient(pc)
+	client, ok := false, false
+	if pc != nil {
+		client, ok = sfuIsDTLSClient(pc)
+	}
 	if !ok {
-		client = !s.thirdparty
+		client = !thirdparty
 	}
 	if byPeer == client {
 		return 1 // the opener is the DTLS server: odd ids
@@ -131,7 +138,7 @@ func (s *Session) serverEventsID(byPeer bool) uint16 {
 	return 0
 }
 
-// dataChannelPrep is what a datachannels/new or /update call needs.
+// prepDataChannels bounds the items of a datachannels call.
 func (s *Session) prepDataChannels(items []DataChannelObject, lim Limits) error {
 	if len(items) == 0 {
 		return errParams("dataChannels must list at least one item", ErrInvalidTrackObj)

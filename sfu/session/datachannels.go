@@ -121,10 +121,9 @@ func (s *Session) dataChannelStates() []DataChannelState {
 	defer s.dc.mu.Unlock()
 	var out []DataChannelState
 	if dc := s.dc.serverEvents; dc != nil {
-		id := uint16(0)
-		if p := dc.ID(); p != nil {
-			id = *p
-		}
+		// No Pion call that takes the PeerConnection's lock under s.mu: the
+		// DTLS role is not consulted here, only the channel's own id.
+		id := predictServerEventsID(nil, dc, s.dc.serverByPeer, s.thirdparty)
 		out = append(out, DataChannelState{Location: LocationRemote, DataChannelName: ServerEventsChannel, ID: id,
 			Status: channelStatus(dc, false)})
 	}
