@@ -112,6 +112,9 @@ func TestInvalidSessionDescriptions(t *testing.T) {
 
 func TestUnknownSessionIsGone(t *testing.T) {
 	e := newEnv(t, envOpt{})
+	if st, raw := e.call("DELETE", "/v1/apps/"+appA+"/sessions/x", secretA, nil, nil); st != 404 || !strings.HasPrefix(string(raw), `{"errorCode":"not_found"`) {
+		t.Fatalf("unknown endpoint: %d %s", st, raw)
+	}
 	st, raw := e.call("GET", apiPath(appA, "ffffffffffffffffffffffffffffffff", ""), secretA, nil, nil)
 	if st != http.StatusGone || !strings.Contains(string(raw), `"errorCode":"session_error"`) {
 		t.Fatalf("%d %s", st, raw)
@@ -234,4 +237,25 @@ func TestHostileSDPIsRefusedWith4xx(t *testing.T) {
 	}
 	// Still serving.
 	publish(t, e, appA, secretA, "after")
+}
+
+func TestRepeatedLocalTrackAndEmptyClose(t *testing.T) {
+	e := newEnv(t, envOpt{})
+	p, sid := publish(t, e, appA, secretA, "dup")
+	p.addTrack(webrtc.RTPCodecTypeAudio, "again", webrtc.RTPTransceiverDirectionSendonly)
+	offer := p.offer()
+	r := e.tracksNew(appA, secretA, sid, session.TracksRequest{SessionDescription: offer, Tracks: []session.TrackObject{
+		{Location: "local", Mid: "2", TrackName: "dup-audio"},
+	}})
+	if r.Tracks[0].ErrorCode != "repeated_local_track_error" || r.Tracks[0].Mid != "2" || r.SessionDescription == nil {
+		t.Fatalf("second publication with the same name: %+v", r.Tracks)
+	}
+	p.setAnswer(r.SessionDescription)
+	st, raw := e.call("PUT", apiPath(appA, sid, "/tracks/close"), secretA, `{"tracks":[],"force":true}`, nil)
+	if st != http.StatusNotAcceptable || !strings.Contains(string(raw), `"errorCode":"invalid_params"`) {
+		t.Fatalf("close with no tracks: %d %s", st, raw)
+	}
+	// The original publication still flows.
+	sub, _ := pull(t, e, appA, secretA, sid, "dup")
+	sub.waitMedia("0", "dup-audio", 5)
 }

@@ -55,7 +55,7 @@ func testConfig(mut ...func(*config.App)) *config.Pod {
 }
 
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	srv   *sfu.Server
 	http  *httptest.Server
 	clock *clock.Fake
@@ -66,6 +66,7 @@ type envOpt struct {
 	fakeClock bool
 	maxBody   int64
 	maxSDP    int
+	hooks     sfu.Hooks
 }
 
 func testLogger() *slog.Logger {
@@ -76,14 +77,14 @@ func testLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 }
 
-func newEnv(t *testing.T, o envOpt) *env {
+func newEnv(t testing.TB, o envOpt) *env {
 	t.Helper()
 	if o.cfg == nil {
 		o.cfg = testConfig()
 	}
 	e := &env{t: t}
 	opts := sfu.Options{Config: o.cfg, UDPAddr: "127.0.0.1:0", AdvertiseIPs: []string{"127.0.0.1"},
-		Logger: testLogger(), MaxBodyBytes: o.maxBody, MaxSDPBytes: o.maxSDP}
+		Logger: testLogger(), MaxBodyBytes: o.maxBody, MaxSDPBytes: o.maxSDP, Hooks: o.hooks}
 	if o.fakeClock {
 		e.clock = clock.NewFake(time.Date(2026, 11, 23, 20, 0, 0, 0, time.UTC))
 		opts.Clock = e.clock
@@ -166,7 +167,7 @@ func (e *env) tracksNew(app, secret, sid string, req session.TracksRequest) sess
 
 // peer is a Pion endpoint on loopback playing the browser's part.
 type peer struct {
-	t  *testing.T
+	t  testing.TB
 	pc *webrtc.PeerConnection
 
 	mu       sync.Mutex
@@ -185,10 +186,10 @@ type recvStats struct {
 	mime    string
 }
 
-func newPeer(t *testing.T) *peer { return newPeerWith(t, nil) }
+func newPeer(t testing.TB) *peer { return newPeerWith(t, nil) }
 
 // newPeerWith lets a test change the peer's settings (e.g. ICE-lite).
-func newPeerWith(t *testing.T, tune func(*webrtc.SettingEngine)) *peer {
+func newPeerWith(t testing.TB, tune func(*webrtc.SettingEngine)) *peer {
 	t.Helper()
 	m, err := transport.MediaEngine()
 	if err != nil {
@@ -502,7 +503,7 @@ func (p *peer) count(mid, tag string) int64 {
 	return v.(*atomic.Int64).Load()
 }
 
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -176,6 +177,7 @@ func TestSessionExpiresAfterReconnectWindow(t *testing.T) {
 	e := newEnv(t, envOpt{fakeClock: true})
 	pub, sid := publish(t, e, appA, secretA, "gone")
 	unused := e.newSession(appA, secretA)
+	waitFor(t, 15*time.Second, "server side connected", func() bool { return e.srv.SessionConnected(appA, sid) })
 	pub.close()
 	waitFor(t, 15*time.Second, "server to see the connection drop", func() bool { return !e.srv.SessionConnected(appA, sid) })
 	e.clock.Advance(29 * time.Second)
@@ -237,4 +239,64 @@ func TestAppLimitsComeFromConfig(t *testing.T) {
 	e.newSession(appB, secretB)
 	e.newSession(appB, secretB)
 	e.newSession(appB, secretB)
+}
+
+// Session churn (checklist LOAD-01): sessions that connect and leave, and
+// sessions that never complete ICE, are reaped and leave no goroutine behind.
+func TestSessionChurnReturnsToBaseline(t *testing.T) {
+	e := newEnv(t, envOpt{fakeClock: true})
+	settle := func() int {
+		n := runtime.NumGoroutine()
+		for i := 0; i < 50; i++ {
+			time.Sleep(50 * time.Millisecond)
+			if m := runtime.NumGoroutine(); m == n {
+				return n
+			} else {
+				n = m
+			}
+		}
+		return n
+	}
+	base := settle()
+	for round := 0; round < 3; round++ {
+		var peers []*peer
+		for i := 0; i < 3; i++ {
+			prefix := fmt.Sprint("c", round, i)
+			pub, sid := publish(t, e, appA, secretA, prefix)
+			sub, _ := pull(t, e, appA, secretA, sid, prefix)
+			sub.waitMedia("1", prefix+"-video", 3)
+			peers = append(peers, pub, sub)
+		}
+		// A session whose client never answers: no ICE ever completes.
+		stuck := newPeer(t)
+		stuck.addTrack(webrtc.RTPCodecTypeAudio, "stuck", webrtc.RTPTransceiverDirectionSendonly)
+		ssid := e.newSession(appA, secretA)
+		e.tracksNew(appA, secretA, ssid, session.TracksRequest{SessionDescription: stuck.offer(),
+			Tracks: []session.TrackObject{{Location: "local", Mid: "0", TrackName: "stuck"}}})
+		peers = append(peers, stuck)
+		for _, p := range peers {
+			p.close()
+		}
+		waitFor(t, 15*time.Second, "sessions to lose connectivity", func() bool {
+			st := e.srv.Stats()[appA]
+			return st.Sessions == 0 || !anyConnected(e)
+		})
+		e.clock.Advance(31 * time.Second)
+		e.srv.Sweep()
+		if n := e.srv.Stats()[appA].Sessions; n != 0 {
+			t.Fatalf("round %d: %d sessions left after the reconnect window", round, n)
+		}
+	}
+	if after := settle(); after > base+5 {
+		t.Fatalf("goroutines: %d before churn, %d after", base, after)
+	}
+}
+
+func anyConnected(e *env) bool {
+	for _, id := range e.srv.SessionIDs(appA) {
+		if e.srv.SessionConnected(appA, id) {
+			return true
+		}
+	}
+	return false
 }

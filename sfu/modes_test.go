@@ -245,7 +245,36 @@ func TestCloseTracks(t *testing.T) {
 		}
 	})
 
+	t.Run("subscriber closes a pulled track with an offer", func(t *testing.T) {
+		var video *webrtc.RTPTransceiver
+		for _, tr := range sub.pc.GetTransceivers() {
+			if tr.Mid() == "1" {
+				video = tr
+			}
+		}
+		if err := video.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		offer := sub.offer()
+		offer.SDP = strings.Replace(offer.SDP, "m=video 9 ", "m=video 0 ", 1)
+		var out session.TracksResponse
+		st, raw := e.call("PUT", apiPath(appA, subSID, "/tracks/close"), secretA,
+			map[string]any{"tracks": []map[string]string{{"mid": "1"}}, "force": false, "sessionDescription": offer}, &out)
+		if st != 200 || out.SessionDescription == nil || out.Tracks[0].ErrorCode != "" || !strings.Contains(out.SessionDescription.SDP, "m=video 0 ") {
+			t.Fatalf("close: %d %s", st, raw)
+		}
+		sub.setAnswer(out.SessionDescription)
+		if s := trackStatus(e.state(appA, secretA, subSID), "remote", "1"); s != "inactive" {
+			t.Fatalf("closed subscription status %q", s)
+		}
+		if s := trackStatus(e.state(appA, secretA, pubSID), "local", "1"); s != "active" {
+			t.Fatalf("the publication must keep flowing for others: %q", s)
+		}
+	})
+
 	t.Run("publisher closes with an offer and gets an answer rejecting the m-section", func(t *testing.T) {
+		sub2, sub2SID := pull(t, e, appA, secretA, pubSID, "cam")
+		sub2.waitMedia("1", "cam-video", 5)
 		var video *webrtc.RTPTransceiver
 		for _, tr := range pub.pc.GetTransceivers() {
 			if tr.Mid() == "1" {
@@ -273,8 +302,16 @@ func TestCloseTracks(t *testing.T) {
 		if s := trackStatus(e.state(appA, secretA, pubSID), "local", "1"); s != "inactive" {
 			t.Fatalf("closed publication status %q", s)
 		}
-		if s := trackStatus(e.state(appA, secretA, subSID), "remote", "1"); s != "inactive" {
+		if s := trackStatus(e.state(appA, secretA, sub2SID), "remote", "1"); s != "inactive" {
 			t.Fatalf("subscription of a closed publication: status %q", s)
+		}
+		if s := trackStatus(e.state(appA, secretA, sub2SID), "remote", "0"); s != "active" {
+			t.Fatalf("the other track of the publisher must stay: status %q", s)
+		}
+		n := sub2.count("1", "cam-video")
+		sub2.waitMedia("0", "cam-audio", sub2.count("0", "cam-audio")+10)
+		if got := sub2.count("1", "cam-video"); got > n+1 {
+			t.Fatalf("closed publication still forwarded: %d -> %d", n, got)
 		}
 		pr := e.tracksNew(appA, secretA, subSID, session.TracksRequest{Tracks: []session.TrackObject{
 			{Location: "remote", SessionID: pubSID, TrackName: "cam-video"},

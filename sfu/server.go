@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -39,6 +40,22 @@ type Options struct {
 	MaxSDPBytes  int
 	// NewSessionID overrides session ID generation (fleet routing).
 	NewSessionID func() string
+	// Hooks let the usage layer observe the node without the media core
+	// importing it. Each may be nil.
+	Hooks Hooks
+}
+
+// Hooks are callbacks into the usage and rate-limit layers. They run on
+// API and Pion goroutines and must not block.
+type Hooks struct {
+	// RemoteAddr: ICE selected (active) or stopped using (inactive) a client
+	// transport address for a session of app. Pair it with a counting
+	// PacketConn passed as Options.UDPConn to attribute media bytes.
+	RemoteAddr func(app string, addr netip.AddrPort, active bool)
+	// Request: a Calls API answer for app ("unknown" if unauthenticated).
+	Request func(app string, status int)
+	// RateLimited: a request of app refused by a quota (scope "session").
+	RateLimited func(app, scope string)
 }
 
 // Server is one SFU node.
@@ -91,12 +108,17 @@ func New(o Options) (*Server, error) {
 	if o.NewSessionID != nil {
 		newID = func() session.SessionID { return session.SessionID(o.NewSessionID()) }
 	}
+	var onRemote func(session.AppID, netip.AddrPort, bool)
+	if f := o.Hooks.RemoteAddr; f != nil {
+		onRemote = func(app session.AppID, addr netip.AddrPort, active bool) { f(string(app), addr, active) }
+	}
 	s.sessions = session.NewManager(session.Config{
 		Transport: tr, Clock: o.Clock, Logger: log, Limits: s.apps.Limits,
-		NewSessionID: newID, SweepEvery: o.SweepEvery,
+		NewSessionID: newID, SweepEvery: o.SweepEvery, OnRemoteAddr: onRemote,
 	})
 	s.handler = api.New(api.Options{Apps: s.apps, Sessions: s.sessions, Clock: o.Clock, Logger: log,
-		MaxBodyBytes: o.MaxBodyBytes, MaxSDPBytes: o.MaxSDPBytes})
+		MaxBodyBytes: o.MaxBodyBytes, MaxSDPBytes: o.MaxSDPBytes,
+		OnRequest: o.Hooks.Request, OnRateLimited: o.Hooks.RateLimited})
 	log.Info("sfu ready", "udp", conn.LocalAddr().String(), "apps", len(cfg.Apps), "advertise", o.AdvertiseIPs)
 	return s, nil
 }
@@ -200,6 +222,15 @@ func (s *Server) Usage() map[string]session.Usage {
 	out := map[string]session.Usage{}
 	for k, v := range s.sessions.Usage() {
 		out[string(k)] = v
+	}
+	return out
+}
+
+// SessionIDs lists the live sessions of an app on this node.
+func (s *Server) SessionIDs(appID string) []string {
+	var out []string
+	for _, id := range s.sessions.IDs(session.AppID(appID)) {
+		out = append(out, string(id))
 	}
 	return out
 }

@@ -1,13 +1,18 @@
 package sfu_test
 
 import (
+	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
+	"github.com/switchboard-rtc/switchboard/sfu"
 	"github.com/switchboard-rtc/switchboard/sfu/config"
 )
 
@@ -120,5 +125,73 @@ func TestUsageCountsEgressAndSurvivesSessionEnd(t *testing.T) {
 	after := e.srv.Usage()[appA]
 	if after.EgressBytes < u.EgressBytes {
 		t.Fatalf("usage went down when the session ended: %+v then %+v", u, after)
+	}
+}
+
+// The usage layer learns, without the media core importing it, which
+// client address each app's session uses and every API answer.
+func TestHooksSeeClientAddressesRequestsAndQuotas(t *testing.T) {
+	var mu sync.Mutex
+	addrs := map[netip.AddrPort]bool{}
+	var addrApps []string
+	requests := map[string]int{}
+	limited := 0
+	hooks := sfu.Hooks{
+		RemoteAddr: func(app string, a netip.AddrPort, active bool) {
+			mu.Lock()
+			defer mu.Unlock()
+			addrs[a] = active
+			addrApps = append(addrApps, app)
+		},
+		Request: func(app string, status int) {
+			mu.Lock()
+			defer mu.Unlock()
+			requests[fmt.Sprintf("%s %d", app, status)]++
+		},
+		RateLimited: func(app, scope string) {
+			mu.Lock()
+			defer mu.Unlock()
+			if app == appA && scope == "session" {
+				limited++
+			}
+		},
+	}
+	e := newEnv(t, envOpt{fakeClock: true, hooks: hooks})
+	pub, sid := publish(t, e, appA, secretA, "h")
+	waitFor(t, 5*time.Second, "remote address reported", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(addrs) == 1
+	})
+	pair, err := pub.pc.SCTP().Transport().ICETransport().GetSelectedCandidatePair()
+	if err != nil || pair == nil {
+		t.Fatalf("client pair: %v", err)
+	}
+	want := netip.AddrPortFrom(netip.MustParseAddr(pair.Local.Address), pair.Local.Port)
+	mu.Lock()
+	if !addrs[want] || len(addrs) != 1 || addrApps[0] != appA {
+		t.Fatalf("reported %v for %v, want %v active", addrs, addrApps, want)
+	}
+	mu.Unlock()
+	for i := 0; i < 51; i++ {
+		e.call("GET", apiPath(appA, sid, ""), secretA, nil, nil)
+	}
+	e.call("POST", "/v1/apps/"+appA+"/sessions/new", "wrong", nil, nil)
+	mu.Lock()
+	// tracks/new and 49 GETs fill the session's 50 calls in this (fake) second.
+	if requests[appA+" 201"] != 1 || requests[appA+" 200"] != 50 || requests[appA+" 429"] != 2 || requests["unknown 401"] != 1 || limited != 2 {
+		t.Fatalf("requests %v limited %d", requests, limited)
+	}
+	mu.Unlock()
+	pub.close()
+	waitFor(t, 15*time.Second, "disconnect", func() bool { return !e.srv.SessionConnected(appA, sid) })
+	e.clock.Advance(31 * time.Second)
+	e.srv.Sweep()
+	mu.Lock()
+	defer mu.Unlock()
+	for a, active := range addrs {
+		if active {
+			t.Fatalf("%v still attributed after the session ended", a)
+		}
 	}
 }

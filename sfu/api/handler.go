@@ -31,6 +31,12 @@ type Options struct {
 	// MaxBodyBytes and MaxSDPBytes bound requests (413 above); 0 means the defaults.
 	MaxBodyBytes int64
 	MaxSDPBytes  int
+	// OnRequest, if set, sees every Calls API answer: the app ID ("unknown"
+	// when authentication failed) and the HTTP status.
+	OnRequest func(app string, status int)
+	// OnRateLimited, if set, sees every request refused by a quota; scope
+	// is "session" here.
+	OnRateLimited func(app, scope string)
 }
 
 // Handler is the HTTP face of one SFU node.
@@ -61,6 +67,7 @@ func New(o Options) *Handler {
 	}
 	h := &Handler{opts: o, log: o.Logger, apps: o.Apps, sessions: o.Sessions, limiter: newSessionLimiter(o.Clock),
 		metrics: newMetrics(o.Apps, o.Sessions), mux: http.NewServeMux()}
+	h.metrics.onRequest, h.metrics.onLimited = o.OnRequest, o.OnRateLimited
 	for _, prefix := range []string{"/v1/apps/{appId}", "/apps/{appId}"} {
 		h.mux.HandleFunc("POST "+prefix+"/sessions/new", h.app(h.newSession))
 		h.mux.HandleFunc("POST "+prefix+"/sessions/{sessionId}/tracks/new", h.sess(true, h.newTracks))
@@ -103,6 +110,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hd.Set("Access-Control-Max-Age", "86400")
 	if r.Method == http.MethodOptions {
 		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	if _, pattern := h.mux.Handler(r); pattern == "" {
+		// Unknown path or method: still a JSON body, as clients always parse one.
+		writeJSON(w, http.StatusNotFound, errorBody{ErrorCode: session.CodeNotFound,
+			ErrorDescription: r.Method + " " + r.URL.Path + " is not an endpoint of this API"})
 		return
 	}
 	h.mux.ServeHTTP(w, r)
@@ -169,7 +182,7 @@ func (h *Handler) sess(limited bool, next sessHandler) http.HandlerFunc {
 		}
 		// Only live sessions get a quota window, so made-up IDs cannot grow it.
 		if limited && !h.limiter.allow(id, a.cfg.Sessions.CallsPerSecond) {
-			h.metrics.rateLimited.WithLabelValues(a.cfg.ID, "session").Inc()
+			h.metrics.limited(a.cfg.ID, "session")
 			h.metrics.request(a.cfg.ID, http.StatusTooManyRequests)
 			w.Header().Set("Retry-After", "1")
 			writeJSON(w, http.StatusTooManyRequests, map[string]any{

@@ -11,6 +11,8 @@ import (
 // metrics are labelled by app ID only, never by session (bounded
 // cardinality).
 type metrics struct {
+	onRequest   func(app string, status int)
+	onLimited   func(app, scope string)
 	reg         *prometheus.Registry
 	requests    *prometheus.CounterVec
 	rateLimited *prometheus.CounterVec
@@ -58,6 +60,16 @@ func newMetrics(apps *Apps, sessions *session.Manager) *metrics {
 
 func (m *metrics) request(app string, code int) {
 	m.requests.WithLabelValues(app, strconv.Itoa(code)).Inc()
+	if m.onRequest != nil {
+		m.onRequest(app, code)
+	}
+}
+
+func (m *metrics) limited(app, scope string) {
+	m.rateLimited.WithLabelValues(app, scope).Inc()
+	if m.onLimited != nil {
+		m.onLimited(app, scope)
+	}
 }
 
 // Registry exposes the registry so other packages (usage, relay) can add

@@ -42,27 +42,38 @@ type DownTrack struct {
 	kind         webrtc.RTPCodecType
 	want         webrtc.RTPCodecCapability // empty MimeType: take the first negotiated codec
 
-	mu       sync.Mutex
-	bound    bool
-	ssrc     uint32
-	pt       uint8
-	codec    webrtc.RTPCodecCapability
-	writer   webrtc.TrackLocalWriter
-	src      *Track
-	family   codecFamily
-	prefs    Preferences
-	cur      int // layer being forwarded, -1 none
-	target   int // layer wanted, -1 none
-	resync   bool
-	started  bool
-	seqOff   uint16
-	tsOff    uint32
-	lastSeq  uint16
-	lastTS   uint32
-	lastWall int64
-	waitReq  int64 // last keyframe request while waiting to switch
-	hdr      rtp.Header
-	closed   bool
+	mu     sync.Mutex
+	bound  bool
+	ssrc   uint32
+	pt     uint8
+	codec  webrtc.RTPCodecCapability
+	writer webrtc.TrackLocalWriter
+	src    *Track
+	family codecFamily
+	prefs  Preferences
+	// Congestion step-down (priorityOrdering "asciibetical"): layers whose
+	// asciibetical position is below stepDown are skipped.
+	stepDown   int
+	lastStep   int64 // unix nanos of the last step change
+	lossySince int64
+	cleanSince int64
+	cur        int // layer being forwarded, -1 none
+	target     int // layer wanted, -1 none
+	resync     bool
+	started    bool
+	seqOff     uint16
+	tsOff      uint32
+	lastSeq    uint16
+	lastTS     uint32
+	lastWall   int64
+	waitReq    int64 // last keyframe request while waiting to switch
+	hdr        rtp.Header
+	closed     bool
+	gen        uint32 // bumped on every source change
+	sent       *sentLog
+	rtxBuf     []byte
+	rtxHdr     rtp.Header
+	rtxOut     rtp.Header
 
 	packetsOut atomic.Uint64
 	bytesOut   atomic.Uint64
@@ -173,6 +184,7 @@ func (d *DownTrack) SetSource(src *Track) error {
 	d.src = src
 	d.cur, d.target = -1, -1
 	d.resync = true
+	d.gen++
 	d.mu.Unlock()
 	if old != nil && old != src {
 		old.detach(d)
@@ -244,9 +256,13 @@ func (d *DownTrack) pickLayer() {
 		return
 	}
 	prefs := d.prefs
+	step := d.stepDown
 	d.mu.Unlock()
 	rids, avail := src.layout()
 	target := chooseLayer(rids, avail, prefs)
+	if prefs.PriorityOrdering == OrderAsciibetical && step > 0 && target >= 0 {
+		target = stepBelow(rids, avail, target, step)
+	}
 	d.mu.Lock()
 	if d.src != src {
 		d.mu.Unlock()
@@ -375,6 +391,13 @@ func (d *DownTrack) forward(idx int, in *rtp.Header, payload []byte, keyframe bo
 	h.ExtensionProfile = 0
 	h.Extensions = h.Extensions[:0]
 	h.PaddingSize = 0
+	if d.kind == webrtc.RTPCodecTypeVideo {
+		if d.sent == nil {
+			d.sent = &sentLog{}
+		}
+		e := &d.sent[int(seq)%sentSlots]
+		*e = sentEntry{outSeq: seq, inSeq: in.SequenceNumber, layer: int8(idx), valid: true, gen: d.gen, tsOff: d.tsOff}
+	}
 	n, err := d.writer.WriteRTP(h, payload)
 	d.mu.Unlock()
 	if err == nil {
@@ -402,7 +425,18 @@ func (d *DownTrack) ServeRTCP(r RTCPReader) {
 			return
 		}
 		for _, p := range pkts {
-			switch p.(type) {
+			switch p := p.(type) {
+			case *rtcp.TransportLayerNack:
+				for _, pair := range p.Nacks {
+					pair.Range(func(seq uint16) bool {
+						d.resend(seq)
+						return true
+					})
+				}
+			case *rtcp.ReceiverReport:
+				for _, r := range p.Reports {
+					d.onLoss(r.SSRC, r.FractionLost, time.Now().UnixNano())
+				}
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 				d.mu.Lock()
 				src, cur := d.src, d.cur
@@ -425,4 +459,118 @@ func (d *DownTrack) Close() {
 	if src != nil {
 		src.detach(d)
 	}
+}
+
+// resend answers a NACK for outSeq from the source layer's ring.
+func (d *DownTrack) resend(outSeq uint16) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.sent == nil || !d.bound || d.writer == nil || d.src == nil {
+		return
+	}
+	e := &d.sent[int(outSeq)%sentSlots]
+	if !e.valid || e.outSeq != outSeq || e.gen != d.gen || e.resends >= maxResends {
+		return
+	}
+	ring := d.src.layerRing(int(e.layer))
+	if ring == nil {
+		return
+	}
+	if d.rtxBuf == nil {
+		d.rtxBuf = make([]byte, slotBytes)
+	}
+	n := ring.get(e.inSeq, d.rtxBuf)
+	if n == 0 {
+		return
+	}
+	pkt := d.rtxBuf[:n]
+	hl, err := d.rtxHdr.Unmarshal(pkt)
+	if err != nil || hl > n {
+		return
+	}
+	payload := pkt[hl:]
+	if d.rtxHdr.Padding && len(payload) > 0 {
+		pad := int(payload[len(payload)-1])
+		if pad == 0 || pad > len(payload) {
+			return
+		}
+		payload = payload[:len(payload)-pad]
+	}
+	e.resends++
+	h := &d.rtxOut
+	*h = rtp.Header{Version: 2, Marker: d.rtxHdr.Marker, PayloadType: d.pt, SequenceNumber: outSeq,
+		Timestamp: d.rtxHdr.Timestamp + e.tsOff, SSRC: d.ssrc, Extensions: h.Extensions[:0]}
+	if n, err := d.writer.WriteRTP(h, payload); err == nil {
+		d.packetsOut.Add(1)
+		d.bytesOut.Add(uint64(n))
+	}
+}
+
+// Congestion thresholds on the subscriber's reported loss fraction (/256).
+const (
+	lossHigh     = 26 // ≈10 %: step down after lossHold
+	lossLow      = 5  // ≈2 %: step back up after cleanHold
+	lossHold     = 2 * time.Second
+	cleanHold    = 10 * time.Second
+	stepInterval = 2 * time.Second
+)
+
+// onLoss applies a receiver report: with priorityOrdering "asciibetical",
+// sustained loss steps down one layer (a = best, z = worst) and a sustained
+// clean link steps back up. With "none" the preferred layer is kept.
+func (d *DownTrack) onLoss(ssrc uint32, fraction uint8, now int64) {
+	d.mu.Lock()
+	if ssrc != d.ssrc || d.prefs.PriorityOrdering != OrderAsciibetical {
+		d.mu.Unlock()
+		return
+	}
+	changed := false
+	switch {
+	case fraction >= lossHigh:
+		d.cleanSince = 0
+		if d.lossySince == 0 {
+			d.lossySince = now
+		}
+		if now-d.lossySince >= int64(lossHold) && now-d.lastStep >= int64(stepInterval) && d.stepDown < MaxLayers-1 {
+			d.stepDown++
+			d.lastStep, changed = now, true
+		}
+	case fraction <= lossLow:
+		d.lossySince = 0
+		if d.cleanSince == 0 {
+			d.cleanSince = now
+		}
+		if d.stepDown > 0 && now-d.cleanSince >= int64(cleanHold) && now-d.lastStep >= int64(stepInterval) {
+			d.stepDown--
+			d.lastStep, d.cleanSince, changed = now, now, true
+		}
+	default:
+		d.lossySince, d.cleanSince = 0, 0
+	}
+	d.mu.Unlock()
+	if changed {
+		d.pickLayer()
+	}
+}
+
+// stepBelow moves target step positions down the asciibetical order,
+// onto a receiving layer if there is one, never past the worst layer.
+func stepBelow(rids []string, avail uint32, target, step int) int {
+	order := sortedByRid(rids)
+	pos := 0
+	for k, i := range order {
+		if i == target {
+			pos = k
+		}
+	}
+	want := pos + step
+	if want >= len(order) {
+		want = len(order) - 1
+	}
+	for k := want; k < len(order); k++ {
+		if avail&(1<<order[k]) != 0 {
+			return order[k]
+		}
+	}
+	return order[want]
 }

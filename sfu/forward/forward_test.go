@@ -2,9 +2,12 @@ package forward
 
 import (
 	"bytes"
+	"io"
 	"testing"
+	"time"
 
 	"github.com/pion/interceptor"
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 )
@@ -240,4 +243,84 @@ func itoa(n int) string {
 		b = append([]byte{byte('0' + n%10)}, b...)
 	}
 	return string(b)
+}
+
+// rtcpFeed yields queued RTCP batches, then fails.
+type rtcpFeed struct{ batches [][]rtcp.Packet }
+
+func (f *rtcpFeed) ReadRTCP() ([]rtcp.Packet, interceptor.Attributes, error) {
+	if len(f.batches) == 0 {
+		return nil, nil, io.EOF
+	}
+	b := f.batches[0]
+	f.batches = f.batches[1:]
+	return b, nil, nil
+}
+
+func TestNackIsAnsweredFromTheSharedRing(t *testing.T) {
+	w := &captureWriter{keep: true}
+	d := bound(t, w, 77)
+	tr := NewTrack(TrackConfig{Kind: webrtc.RTPCodecTypeVideo, Codec: vp8})
+	i := tr.EnsureLayer("")
+	_ = d.SetSource(tr)
+	for seq := uint16(10); seq < 20; seq++ {
+		tr.Ingest(i, packet(t, 1, seq, uint32(seq)*100, true, byte(seq)))
+	}
+	lost := w.headers[3] // pretend the subscriber lost the 4th packet
+	nack := &rtcp.TransportLayerNack{MediaSSRC: 77, Nacks: rtcp.NackPairsFromSequenceNumbers([]uint16{lost.SequenceNumber, lost.SequenceNumber + 500})}
+	// The same NACK four times: at most three resends of one packet.
+	d.ServeRTCP(&rtcpFeed{batches: [][]rtcp.Packet{{nack}, {nack}, {nack}, {nack}}})
+	resent := w.headers[10:]
+	if len(resent) != maxResends {
+		t.Fatalf("resent %d packets, want %d (one per NACK, capped)", len(resent), maxResends)
+	}
+	for k, h := range resent {
+		if h.SequenceNumber != lost.SequenceNumber || h.Timestamp != lost.Timestamp || h.SSRC != 77 || h.PayloadType != 120 {
+			t.Fatalf("resend %d: %+v, want the header of %+v", k, h, lost)
+		}
+		if !bytes.Equal(w.payload[10+k], w.payload[3]) {
+			t.Fatalf("resend %d payload differs", k)
+		}
+	}
+}
+
+func TestPriorityOrderingStepsDownUnderLossAndBackUp(t *testing.T) {
+	d := bound(t, &captureWriter{}, 9)
+	tr := NewTrack(TrackConfig{Kind: webrtc.RTPCodecTypeVideo, Codec: vp8, Rids: []string{"a", "b", "c"}})
+	_ = d.SetSource(tr)
+	for _, rid := range []string{"a", "b", "c"} {
+		tr.Ingest(tr.EnsureLayer(rid), packet(t, 1, 1, 1, true, 1))
+	}
+	target := func() string { _, tg := d.Layer(); return tg }
+	d.SetPreferences(Preferences{PreferredRid: "a", PriorityOrdering: OrderAsciibetical})
+	if target() != "a" {
+		t.Fatalf("start: %q", target())
+	}
+	sec := int64(time.Second)
+	now := time.Now().UnixNano()
+	d.onLoss(9, 60, now)
+	d.onLoss(9, 60, now+1*sec)
+	if target() != "a" {
+		t.Fatal("one second of loss must not step down yet")
+	}
+	d.onLoss(9, 60, now+2*sec)
+	if target() != "b" {
+		t.Fatalf("after 2 s of 23%% loss: %q", target())
+	}
+	d.onLoss(9, 60, now+5*sec)
+	if target() != "c" {
+		t.Fatalf("still lossy: %q", target())
+	}
+	d.onLoss(9, 0, now+6*sec)
+	d.onLoss(9, 0, now+16*sec)
+	if target() != "b" {
+		t.Fatalf("after 10 s clean: %q", target())
+	}
+	// With priorityOrdering none the preferred layer is kept whatever the loss.
+	d.SetPreferences(Preferences{PreferredRid: "a", PriorityOrdering: OrderNone})
+	d.onLoss(9, 200, now+20*sec)
+	d.onLoss(9, 200, now+30*sec)
+	if target() != "a" {
+		t.Fatalf("priorityOrdering none: %q", target())
+	}
 }

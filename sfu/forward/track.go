@@ -83,6 +83,7 @@ type Track struct {
 type layer struct {
 	rid        string
 	idx        int
+	ring       *packetRing // video only: source of retransmissions
 	ssrc       atomic.Uint32
 	lastPacket atomic.Int64
 	lastKFReq  atomic.Int64
@@ -101,10 +102,29 @@ func NewTrack(cfg TrackConfig) *Track {
 	t.downs.Store(&empty)
 	for _, rid := range cfg.Rids {
 		if len(t.layers) < MaxLayers {
-			t.layers = append(t.layers, &layer{rid: rid, idx: len(t.layers)})
+			t.layers = append(t.layers, t.newLayer(rid))
 		}
 	}
 	return t
+}
+
+// newLayer makes layer number len(t.layers); t.mu held or t not shared yet.
+func (t *Track) newLayer(rid string) *layer {
+	l := &layer{rid: rid, idx: len(t.layers)}
+	if t.cfg.Kind == webrtc.RTPCodecTypeVideo {
+		l.ring = &packetRing{}
+	}
+	return l
+}
+
+// layerRing returns the retransmission ring of layer idx (nil if none).
+func (t *Track) layerRing(idx int) *packetRing {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if idx < 0 || idx >= len(t.layers) {
+		return nil
+	}
+	return t.layers[idx].ring
 }
 
 // ID returns the configured ID.
@@ -183,7 +203,7 @@ func (t *Track) AddLayer(rid string, ssrc uint32, r PacketReader) error {
 			t.mu.Unlock()
 			return ErrTooManyLayers
 		}
-		l = &layer{rid: rid, idx: len(t.layers)}
+		l = t.newLayer(rid)
 		t.layers = append(t.layers, l)
 	}
 	l.ssrc.Store(ssrc)
@@ -231,7 +251,7 @@ func (t *Track) EnsureLayer(rid string) int {
 			return l.idx
 		}
 	}
-	l := &layer{rid: rid, idx: len(t.layers)}
+	l := t.newLayer(rid)
 	t.layers = append(t.layers, l)
 	t.mu.Unlock()
 	t.relayout()
@@ -266,6 +286,9 @@ func (t *Track) ingest(l *layer, pkt []byte) {
 	if prev == 0 || now-prev > int64(layerIdle) || now-t.lastLayers.Load() > int64(layerIdle/2) {
 		t.lastLayers.Store(now)
 		t.refreshAvailability(now)
+	}
+	if l.ring != nil {
+		l.ring.put(h.SequenceNumber, pkt)
 	}
 	kf := isKeyframe(codecFamily(t.family.Load()), payload)
 	for _, d := range *t.downs.Load() {

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -26,6 +27,10 @@ type Config struct {
 	// SweepEvery is the period of the background sweep; 0 means 1 s,
 	// negative disables it (tests then call Sweep).
 	SweepEvery time.Duration
+	// OnRemoteAddr, if set, is told when ICE selects the client transport
+	// address of a session (active) and when the session stops using it,
+	// so the usage layer can attribute bytes on the shared UDP port.
+	OnRemoteAddr func(app AppID, addr netip.AddrPort, active bool)
 }
 
 // Manager owns the sessions of one SFU node.
@@ -268,4 +273,17 @@ func (m *Manager) Close() {
 		go func() { defer wg.Done(); s.Close() }()
 	}
 	wg.Wait()
+}
+
+// IDs lists the live sessions of app.
+func (m *Manager) IDs(app AppID) []SessionID {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []SessionID
+	for id, s := range m.sessions {
+		if s.App == app {
+			out = append(out, id)
+		}
+	}
+	return out
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -44,6 +45,7 @@ type Session struct {
 	subs          []*subscription            // every subscription, for GET
 	closed        bool
 	done          chan struct{}
+	remote        netip.AddrPort // client address told to OnRemoteAddr
 
 	dc dcState // DataChannels (datachannels.go)
 }
@@ -116,8 +118,15 @@ func (s *Session) ensurePC() (*webrtc.PeerConnection, bool, error) {
 	if err != nil {
 		return nil, false, errInternal(err)
 	}
-	pc.OnConnectionStateChange(s.onConnectionState)
+	// Pion runs each state handler in its own goroutine, so they can arrive
+	// out of order: read the current state instead of the reported one.
+	pc.OnConnectionStateChange(func(webrtc.PeerConnectionState) { s.onConnectionState(pc) })
 	pc.OnTrack(func(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) { s.onTrack(pc, t, r) })
+	if s.m.cfg.OnRemoteAddr != nil {
+		pc.SCTP().Transport().ICETransport().OnSelectedCandidatePairChange(func(p *webrtc.ICECandidatePair) {
+			s.setRemote(p)
+		})
+	}
 	s.setupDataChannels(pc)
 	s.mu.Lock()
 	if s.closed {
@@ -130,6 +139,30 @@ func (s *Session) ensurePC() (*webrtc.PeerConnection, bool, error) {
 	return pc, true, nil
 }
 
+// setRemote reports the newly selected client address (and drops the old).
+func (s *Session) setRemote(p *webrtc.ICECandidatePair) {
+	if p == nil || p.Remote == nil {
+		return
+	}
+	ip, err := netip.ParseAddr(p.Remote.Address)
+	if err != nil {
+		return
+	}
+	addr := netip.AddrPortFrom(ip.Unmap(), p.Remote.Port)
+	s.mu.Lock()
+	old := s.remote
+	if s.closed || old == addr {
+		s.mu.Unlock()
+		return
+	}
+	s.remote = addr
+	s.mu.Unlock()
+	if old.IsValid() {
+		s.m.cfg.OnRemoteAddr(s.App, old, false)
+	}
+	s.m.cfg.OnRemoteAddr(s.App, addr, true)
+}
+
 // PeerConnection returns the session's PeerConnection (nil before the first
 // SDP exchange). It is the seam for DataChannel support in this package.
 func (s *Session) peerConnection() *webrtc.PeerConnection {
@@ -138,10 +171,11 @@ func (s *Session) peerConnection() *webrtc.PeerConnection {
 	return s.pc
 }
 
-func (s *Session) onConnectionState(st webrtc.PeerConnectionState) {
+func (s *Session) onConnectionState(pc *webrtc.PeerConnection) {
 	now := s.m.clock.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	st := pc.ConnectionState()
 	s.log.Debug("connection state", "state", st.String())
 	switch st {
 	case webrtc.PeerConnectionStateConnected:
@@ -331,6 +365,55 @@ func (s *Session) Close() {
 	}
 	_, _, egress, ingress := s.counts()
 	s.m.retire(s, Usage{EgressBytes: egress, IngressBytes: ingress})
+	s.mu.Lock()
+	remote := s.remote
+	s.remote = netip.AddrPort{}
+	s.mu.Unlock()
+	if remote.IsValid() && s.m.cfg.OnRemoteAddr != nil {
+		s.m.cfg.OnRemoteAddr(s.App, remote, false)
+	}
+}
+
+// maxClosedKept bounds how many closed tracks a session keeps listing as
+// inactive in GET session.
+const maxClosedKept = 256
+
+// pruneClosed forgets the oldest closed tracks past maxClosedKept. s.mu held.
+func (s *Session) pruneClosed() {
+	closedSubs := 0
+	for _, sub := range s.subs {
+		if sub.closed {
+			closedSubs++
+		}
+	}
+	if closedSubs > maxClosedKept {
+		kept := s.subs[:0]
+		for _, sub := range s.subs {
+			if sub.closed && closedSubs > maxClosedKept {
+				closedSubs--
+				continue
+			}
+			kept = append(kept, sub)
+		}
+		s.subs = kept
+	}
+	closedPubs := 0
+	for _, p := range s.locals {
+		if p.closed {
+			closedPubs++
+		}
+	}
+	if closedPubs > maxClosedKept {
+		kept := s.locals[:0]
+		for _, p := range s.locals {
+			if p.closed && closedPubs > maxClosedKept {
+				closedPubs--
+				continue
+			}
+			kept = append(kept, p)
+		}
+		s.locals = kept
+	}
 }
 
 // collectIdle closes publications without inbound packets for timeout.
@@ -346,6 +429,7 @@ func (s *Session) collectIdle(now time.Time, timeout time.Duration) {
 			idle = append(idle, p)
 		}
 	}
+	s.pruneClosed()
 	s.mu.Unlock()
 	for _, p := range idle {
 		s.log.Info("track collected after inactivity", "track", string(p.name), "timeout", timeout)
@@ -386,7 +470,6 @@ func (s *Session) counts() (pubs, subs int, egress, ingress uint64) {
 
 // State is GET session: every track this session published or pulled.
 func (s *Session) State() State {
-	s.touch()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := State{Tracks: []TrackState{}, DataChannels: []DataChannelState{}}

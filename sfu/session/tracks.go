@@ -81,10 +81,8 @@ func (s *Session) NewTracks(req TracksRequest, lim Limits) (*TracksResponse, err
 	if err := checkDesc(req.SessionDescription, "offer"); err != nil {
 		return nil, err
 	}
-	if len(req.Tracks) == 0 && !(req.AutoDiscover && req.SessionDescription != nil) {
-		if req.SessionDescription == nil {
-			return nil, errParams("No tracks and no session description", ErrInvalidTrackObj)
-		}
+	if len(req.Tracks) == 0 && req.SessionDescription == nil {
+		return nil, errParams("No tracks and no session description", ErrInvalidTrackObj)
 	}
 	s.mu.Lock()
 	pending := s.pending
@@ -153,11 +151,13 @@ func (s *Session) withClientOffer(req TracksRequest, local bool) (*TracksRespons
 	answer, err := pc.CreateAnswer(nil)
 	if err != nil {
 		s.dropNew(newPubs, newSubs)
+		rollback(pc)
 		return nil, errSDP("Cannot answer the session description", err)
 	}
 	sd, err := setLocal(pc, answer)
 	if err != nil {
 		s.dropNew(newPubs, newSubs)
+		rollback(pc)
 		return nil, errInternal(err)
 	}
 	s.resolveCodecs(sd.SDP)
@@ -546,10 +546,12 @@ func (s *Session) answerOffer(sd SessionDescription) (*SessionDescription, error
 	}
 	answer, err := pc.CreateAnswer(nil)
 	if err != nil {
+		rollback(pc)
 		return nil, errSDP("Cannot answer the session description", err)
 	}
 	out, err := setLocal(pc, answer)
 	if err != nil {
+		rollback(pc)
 		return nil, errInternal(err)
 	}
 	if out.SDP, err = transport.RejectLikeOffer(sd.SDP, out.SDP); err != nil {
@@ -624,6 +626,7 @@ func (s *Session) closeMid(mid string) bool {
 			subs = append(subs, sub)
 		}
 	}
+	s.pruneClosed()
 	s.mu.Unlock()
 	for _, p := range pubs {
 		p.track.Close()
@@ -716,4 +719,12 @@ func contains(xs []string, x string) bool {
 		}
 	}
 	return false
+}
+
+// rollback returns the session to stable after an offer it could not
+// answer, so the next exchange can proceed.
+func rollback(pc *webrtc.PeerConnection) {
+	if pc.SignalingState() == webrtc.SignalingStateHaveRemoteOffer {
+		_ = pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeRollback})
+	}
 }

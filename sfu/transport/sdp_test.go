@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"net"
 	"strings"
 	"testing"
 )
@@ -64,4 +65,27 @@ func FuzzParseSections(f *testing.F) {
 		_, _ = ParseSections(s)
 		_, _ = RejectLikeOffer(s, s)
 	})
+}
+
+func TestRemoteAllowedKeepsChecksOffMetadataAndLoopback(t *testing.T) {
+	cases := []struct {
+		ip       string
+		loopback bool
+		want     bool
+	}{
+		{"169.254.169.254", false, false},
+		{"::ffff:169.254.169.254", false, false},
+		{"fe80::1", false, false},
+		{"224.0.0.1", false, false},
+		{"0.0.0.0", false, false},
+		{"127.0.0.1", false, false},
+		{"127.0.0.1", true, true},
+		{"203.0.113.7", false, true},
+		{"10.1.2.3", false, true},
+	}
+	for _, c := range cases {
+		if got := RemoteAllowed(net.ParseIP(c.ip), c.loopback); got != c.want {
+			t.Errorf("%s (loopback node %v): got %v", c.ip, c.loopback, got)
+		}
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/pion/dtls/v3"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
@@ -52,7 +53,10 @@ func New(cfg Config) (*Transport, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	if uc, ok := cfg.Conn.(*net.UDPConn); ok {
+	if uc, ok := cfg.Conn.(interface {
+		SetReadBuffer(int) error
+		SetWriteBuffer(int) error
+	}); ok {
 		// Bursts from many publishers overflow the default 208 KB buffer.
 		_ = uc.SetReadBuffer(4 << 20)
 		_ = uc.SetWriteBuffer(4 << 20)
@@ -67,7 +71,7 @@ func New(cfg Config) (*Transport, error) {
 	}
 	t := &Transport{
 		conn:    cfg.Conn,
-		mux:     webrtc.NewICEUDPMux(nil, cfg.Conn),
+		mux:     webrtc.NewICEUDPMux(pionLogs{log: log}.NewLogger("icemux"), cfg.Conn),
 		cert:    *cert,
 		log:     log,
 		udpAddr: cfg.Conn.LocalAddr(),
@@ -109,18 +113,35 @@ func (t *Transport) newAPI(lite, loopback bool, advertise []string) (*webrtc.API
 		return nil, err
 	}
 	ir := &interceptor.Registry{}
-	if err := webrtc.ConfigureNack(m, ir); err != nil {
-		return nil, fmt.Errorf("transport: nack: %w", err)
+	// NACKs toward publishers come from Pion's generator. NACKs from
+	// subscribers are answered by sfu/forward from one shared copy of each
+	// received packet; Pion's responder would copy (and allocate) every
+	// packet for every subscriber.
+	gen, err := nack.NewGeneratorInterceptor()
+	if err != nil {
+		return nil, fmt.Errorf("transport: nack generator: %w", err)
 	}
+	ir.Add(gen)
+	m.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack"}, webrtc.RTPCodecTypeVideo)
+	m.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack", Parameter: "pli"}, webrtc.RTPCodecTypeVideo)
 	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
 		return nil, fmt.Errorf("transport: rtcp reports: %w", err)
 	}
-	se := webrtc.SettingEngine{}
+	// Transport-wide congestion control feedback lets publishers (Chrome)
+	// estimate their uplink and raise their bitrate.
+	if err := webrtc.ConfigureTWCCSender(m, ir); err != nil {
+		return nil, fmt.Errorf("transport: twcc: %w", err)
+	}
+	se := webrtc.SettingEngine{LoggerFactory: pionLogs{log: t.log}}
 	se.SetLite(lite)
 	se.SetICEUDPMux(t.mux)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6})
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetIncludeLoopbackCandidate(loopback)
+	// Only a full-ICE (thirdparty) session sends connectivity checks; never
+	// toward link-local (cloud metadata), multicast or unspecified addresses,
+	// nor loopback unless the node itself is on loopback (dev and tests).
+	se.SetRemoteIPFilter(func(ip net.IP) bool { return RemoteAllowed(ip, loopback) })
 	if len(advertise) > 0 {
 		// Host candidates carry the advertised addresses instead of the
 		// pod's own (NAT 1:1: node IP in HostNetwork, pod IP in Direct).
@@ -176,6 +197,17 @@ func (t *Transport) Close() error {
 		err = cerr
 	}
 	return err
+}
+
+// RemoteAllowed reports whether the SFU may send ICE checks to ip.
+func RemoteAllowed(ip net.IP, allowLoopback bool) bool {
+	switch {
+	case ip == nil, ip.IsUnspecified(), ip.IsMulticast(), ip.IsLinkLocalUnicast(), ip.IsLinkLocalMulticast(), ip.IsInterfaceLocalMulticast():
+		return false
+	case ip.IsLoopback():
+		return allowLoopback
+	}
+	return true
 }
 
 // MediaSection describes one m-section of a negotiated description.
