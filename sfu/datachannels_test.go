@@ -168,7 +168,13 @@ func establishByOffer(t *testing.T, e *env, app, secret, sid string, p *peer) {
 // media, as the echo-datachannels example makes it.
 func dcSession(t *testing.T, e *env, app, secret string) (*peer, string) {
 	t.Helper()
-	p := newPeer(t)
+	// Answer "setup:active" as browsers do (Pion would answer an ICE-lite
+	// offer "passive"): the SFU predicts the server-events id from that.
+	p := newPeerWith(t, func(se *webrtc.SettingEngine) {
+		if err := se.SetAnsweringDTLSRole(webrtc.DTLSRoleClient); err != nil {
+			t.Fatal(err)
+		}
+	})
 	sid := e.newSession(app, secret)
 	establishByOffer(t, e, app, secret, sid, p)
 	return p, sid

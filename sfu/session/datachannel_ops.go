@@ -106,20 +106,20 @@ func (s *Session) EstablishDataChannels(req EstablishRequest, lim Limits) (*Esta
 // serverEventsID is the id of the in-band "server-events" channel: known
 // once SCTP runs, predicted before from the DTLS role (a new association
 // starts at the lowest id of the opener's parity, even for the DTLS
-// client). While the role is still open (the SFU's first offer), an
-// answerer facing an ICE-lite SFU is expected to take the DTLS server role
-// as RFC 8445 §6.1.1 pairs it with ICE control, which makes the SFU the
-// client and the id 0, as in the Calls examples; endpoints that answer
-// "active" anyway get 1, which GET session then reports.
+// client, RFC 8832). While the role is still open (the SFU's first offer
+// on a fresh session) the endpoint is expected to answer "setup:active" as
+// browsers do, which makes the SFU the DTLS server and the id 1. A Pion
+// endpoint answering an ICE-lite offer picks "passive" instead and gets 0;
+// GET session reports the real id once the channel is open.
 func (s *Session) serverEventsID(byPeer bool) uint16 {
 	pc := s.peerConnection()
 	s.dc.mu.Lock()
 	dc := s.dc.serverEvents
 	s.dc.mu.Unlock()
-	return predictServerEventsID(pc, dc, byPeer, s.thirdparty)
+	return predictServerEventsID(pc, dc, byPeer)
 }
 
-func predictServerEventsID(pc *webrtc.PeerConnection, dc *webrtc.DataChannel, byPeer, thirdparty bool) uint16 {
+func predictServerEventsID(pc *webrtc.PeerConnection, dc *webrtc.DataChannel, byPeer bool) uint16 {
 	if dc != nil {
 		if id := dc.ID(); id != nil {
 			return *id
@@ -130,7 +130,7 @@ func predictServerEventsID(pc *webrtc.PeerConnection, dc *webrtc.DataChannel, by
 		client, ok = sfuIsDTLSClient(pc)
 	}
 	if !ok {
-		client = !thirdparty
+		client = false
 	}
 	if byPeer == client {
 		return 1 // the opener is the DTLS server: odd ids

@@ -123,7 +123,7 @@ func (s *Session) dataChannelStates() []DataChannelState {
 	if dc := s.dc.serverEvents; dc != nil {
 		// No Pion call that takes the PeerConnection's lock under s.mu: the
 		// DTLS role is not consulted here, only the channel's own id.
-		id := predictServerEventsID(nil, dc, s.dc.serverByPeer, s.thirdparty)
+		id := predictServerEventsID(nil, dc, s.dc.serverByPeer)
 		out = append(out, DataChannelState{Location: LocationRemote, DataChannelName: ServerEventsChannel, ID: id,
 			Status: channelStatus(dc, false)})
 	}
