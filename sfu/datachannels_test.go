@@ -747,3 +747,50 @@ func TestEstablishAnswersARealChromeOffer(t *testing.T) {
 		t.Errorf("answer must pick a DTLS role: %v", setup)
 	}
 }
+
+func TestEstablishGivesApplicationAFreshMid(t *testing.T) {
+	e := newEnv(t, envOpt{})
+	// An endpoint whose mids are not 0..n-1 (as after Chrome recycles an
+	// m-line): two sections, one of them already called "2".
+	p := newPeer(t)
+	audio, _ := p.addTrack(webrtc.RTPCodecTypeAudio, "mic", webrtc.RTPTransceiverDirectionSendonly)
+	video, _ := p.addTrack(webrtc.RTPCodecTypeVideo, "cam", webrtc.RTPTransceiverDirectionSendonly)
+	if err := audio.SetMid("2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := video.SetMid("0"); err != nil {
+		t.Fatal(err)
+	}
+	sid := e.newSession(appA, secretA)
+	resp := e.tracksNew(appA, secretA, sid, session.TracksRequest{SessionDescription: p.offer(),
+		Tracks: []session.TrackObject{{Location: "local", Mid: "2", TrackName: "mic"}, {Location: "local", Mid: "0", TrackName: "cam"}}})
+	p.setAnswer(resp.SessionDescription)
+	p.waitConnected()
+
+	opened := serverEvents(p)
+	st, est, raw := e.establish(appA, secretA, sid, nil)
+	if st != http.StatusOK {
+		t.Fatalf("establish: %d %s", st, raw)
+	}
+	if mids := midsOf(est.SessionDescription.SDP); !slices.Equal(mids, []string{"2", "0", "3"}) {
+		t.Fatalf("establish offer mids %v, want [2 0 3]: existing kept, application on a free mid", mids)
+	}
+	e.renegotiate(appA, secretA, sid, p.answer(est.SessionDescription))
+	select {
+	case <-opened:
+	case <-time.After(10 * time.Second):
+		t.Fatal("server-events not received")
+	}
+	ids := e.dcOK("POST", appA, secretA, sid, "new", map[string]any{"location": "local", "dataChannelName": "x"})
+	pubDC, _ := negotiated(t, p, "x", ids[0], nil)
+	sub, subSID := dcSession(t, e, appA, secretA)
+	subIDs := e.dcOK("POST", appA, secretA, subSID, "new", map[string]any{"location": "remote", "sessionId": sid, "dataChannelName": "x"})
+	_, in := negotiated(t, sub, "x", subIDs[0], nil)
+	sendText(t, pubDC, "fresh mid")
+	in.waitMsg(t, "fresh mid", true)
+	// A later SFU offer keeps every mid.
+	pulled := e.tracksNew(appA, secretA, sid, session.TracksRequest{Tracks: []session.TrackObject{{Location: "remote", SessionID: sid, TrackName: "mic"}}})
+	if mids := midsOf(pulled.SessionDescription.SDP); len(mids) != 4 || !slices.Equal(mids[:3], []string{"2", "0", "3"}) || mids[3] != "4" {
+		t.Fatalf("re-offer mids %v, want [2 0 3 4]", mids)
+	}
+}

@@ -88,6 +88,12 @@ func (s *Session) EstablishDataChannels(req EstablishRequest, lim Limits) (*Esta
 	if err == nil {
 		resp.SessionDescription, err = setLocal(pc, offer)
 	}
+	if err == nil {
+		// Pion sets only the offer it made, so a fresh application mid
+		// goes to the endpoint only; Pion finds m=application by kind,
+		// and later offers take the mid from the endpoint's answer.
+		resp.SessionDescription.SDP, err = uniqueApplicationMid(resp.SessionDescription.SDP)
+	}
 	if err != nil {
 		_ = dc.Close()
 		return nil, errInternal(err)

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -245,4 +246,61 @@ func setupOf(raw string) string {
 		}
 	}
 	return ""
+}
+
+// uniqueApplicationMid gives the m=application section of an SFU offer a
+// mid no other section uses. Pion names the appended section after the
+// number of sections, which an endpoint's own mids (recycled m-lines,
+// non-contiguous numbers) may already hold; a duplicate mid would make the
+// offer unusable. The next number above every numeric mid is taken.
+func uniqueApplicationMid(raw string) (string, error) {
+	var d sdp.SessionDescription
+	if err := d.UnmarshalString(raw); err != nil {
+		return "", err
+	}
+	var app *sdp.MediaDescription
+	used := map[string]int{}
+	next := 0
+	for _, md := range d.MediaDescriptions {
+		mid, _ := md.Attribute(sdp.AttrKeyMID)
+		used[mid]++
+		if n, err := strconv.Atoi(mid); err == nil && n >= next {
+			next = n + 1
+		}
+		if md.MediaName.Media == "application" {
+			app = md
+		}
+	}
+	if app == nil {
+		return raw, nil
+	}
+	old, _ := app.Attribute(sdp.AttrKeyMID)
+	if used[old] < 2 {
+		return raw, nil
+	}
+	fresh := strconv.Itoa(next)
+	for i, a := range app.Attributes {
+		if a.Key == sdp.AttrKeyMID {
+			app.Attributes[i].Value = fresh
+		}
+	}
+	for i, a := range d.Attributes {
+		if a.Key != sdp.AttrKeyGroup || !strings.HasPrefix(a.Value, "BUNDLE") {
+			continue
+		}
+		f := strings.Fields(a.Value)
+		// The application section is the last of the group, as Pion appends it.
+		for j := len(f) - 1; j > 0; j-- {
+			if f[j] == old {
+				f[j] = fresh
+				break
+			}
+		}
+		d.Attributes[i].Value = strings.Join(f, " ")
+	}
+	out, err := d.Marshal()
+	if err != nil {
+		return "", err
+	}
+	return string(out), nil
 }
