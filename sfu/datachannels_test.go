@@ -64,7 +64,7 @@ func (in *inbox) all() []string {
 }
 
 // waitMsg waits until data arrived with the given type (string or binary).
-func (in *inbox) waitMsg(t *testing.T, data string, isString bool) {
+func (in *inbox) waitMsg(t testing.TB, data string, isString bool) {
 	t.Helper()
 	waitFor(t, 10*time.Second, fmt.Sprintf("message %q (string=%v); got %q", data, isString, in.all()), func() bool {
 		return in.has(data, isString)
@@ -137,7 +137,7 @@ func serverEvents(p *peer) chan *webrtc.DataChannel {
 // establishByOffer runs establish without an offer on an existing or new
 // session: the SFU re-offers with m=application, the peer answers through
 // renegotiate and receives "server-events" through ondatachannel.
-func establishByOffer(t *testing.T, e *env, app, secret, sid string, p *peer) {
+func establishByOffer(t testing.TB, e *env, app, secret, sid string, p *peer) {
 	t.Helper()
 	opened := serverEvents(p)
 	st, resp, raw := e.establish(app, secret, sid, nil)
@@ -166,7 +166,7 @@ func establishByOffer(t *testing.T, e *env, app, secret, sid string, p *peer) {
 
 // dcSession is a session with an established DataChannel transport and no
 // media, as the echo-datachannels example makes it.
-func dcSession(t *testing.T, e *env, app, secret string) (*peer, string) {
+func dcSession(t testing.TB, e *env, app, secret string) (*peer, string) {
 	t.Helper()
 	// Answer "setup:active" as browsers do (Pion would answer an ICE-lite
 	// offer "passive"): the SFU predicts the server-events id from that.
@@ -182,7 +182,7 @@ func dcSession(t *testing.T, e *env, app, secret string) (*peer, string) {
 
 // negotiated creates the endpoint side of a channel the SFU allocated and
 // waits until it is open.
-func negotiated(t *testing.T, p *peer, label string, id uint16, tune func(*webrtc.DataChannelInit)) (*webrtc.DataChannel, *inbox) {
+func negotiated(t testing.TB, p *peer, label string, id uint16, tune func(*webrtc.DataChannelInit)) (*webrtc.DataChannel, *inbox) {
 	t.Helper()
 	yes := true
 	init := &webrtc.DataChannelInit{Negotiated: &yes, ID: &id}
@@ -198,7 +198,7 @@ func negotiated(t *testing.T, p *peer, label string, id uint16, tune func(*webrt
 	return dc, in
 }
 
-func sendText(t *testing.T, dc *webrtc.DataChannel, s string) {
+func sendText(t testing.TB, dc *webrtc.DataChannel, s string) {
 	t.Helper()
 	if err := dc.SendText(s); err != nil {
 		t.Fatalf("send %q: %v", s, err)
