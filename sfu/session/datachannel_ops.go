@@ -131,12 +131,10 @@ func predictServerEventsID(pc *webrtc.PeerConnection, dc *webrtc.DataChannel, by
 			return *id
 		}
 	}
-	client, ok := false, false
+	// With the role still open the SFU is taken for the DTLS server.
+	client := false
 	if pc != nil {
-		client, ok = sfuIsDTLSClient(pc)
-	}
-	if !ok {
-		client = false
+		client, _ = sfuIsDTLSClient(pc)
 	}
 	if byPeer == client {
 		return 1 // the opener is the DTLS server: odd ids
@@ -145,7 +143,7 @@ func predictServerEventsID(pc *webrtc.PeerConnection, dc *webrtc.DataChannel, by
 }
 
 // prepDataChannels bounds the items of a datachannels call.
-func (s *Session) prepDataChannels(items []DataChannelObject, lim Limits) error {
+func prepDataChannels(items []DataChannelObject, lim Limits) error {
 	if len(items) == 0 {
 		return errParams("dataChannels must list at least one item", ErrInvalidTrackObj)
 	}
@@ -217,7 +215,7 @@ func (s *Session) NewDataChannels(req DataChannelsRequest, lim Limits) (*DataCha
 		return nil, err
 	}
 	defer end()
-	if err := s.prepDataChannels(req.DataChannels, lim); err != nil {
+	if err := prepDataChannels(req.DataChannels, lim); err != nil {
 		return nil, err
 	}
 	local, err := validateDataChannels(req.DataChannels)
@@ -426,7 +424,7 @@ func (s *Session) UpdateDataChannels(req DataChannelsRequest, lim Limits) (*Data
 		return nil, err
 	}
 	defer end()
-	if err := s.prepDataChannels(req.DataChannels, lim); err != nil {
+	if err := prepDataChannels(req.DataChannels, lim); err != nil {
 		return nil, err
 	}
 	for i, it := range req.DataChannels {
@@ -469,7 +467,7 @@ func (s *Session) CloseDataChannels(req DataChannelsRequest, lim Limits) (*DataC
 		return nil, err
 	}
 	defer end()
-	if err := s.prepDataChannels(req.DataChannels, lim); err != nil {
+	if err := prepDataChannels(req.DataChannels, lim); err != nil {
 		return nil, err
 	}
 	resp := &DataChannelsResponse{DataChannels: []DataChannelResult{}}
