@@ -268,3 +268,70 @@ func TestChromeOnePeerConnectionPublishesPullsAndClosesLikePartytracks(t *testin
 		}
 	}
 }
+
+// whipWhepPage is the whip-whep-server pattern: publish with autoDiscover
+// (server-chosen track names), then subscribe with a recvonly client offer
+// (pull into client-offered m-lines), no renegotiation on either side.
+const whipWhepPage = `<!doctype html><html><body><script>
+const base = location.origin + "/v1/apps/%s";
+const H = {Authorization: "Bearer %s"};
+const api = async (method, path, body) => (await fetch(base + path, {method, headers: H, body: body ? JSON.stringify(body) : undefined})).json();
+const sleep = (ms) => new Promise(r => setTimeout(r, ms));
+(async () => {
+  const log = {};
+  try {
+    const media = await navigator.mediaDevices.getUserMedia({audio: true, video: true});
+    const pub = new RTCPeerConnection();
+    media.getTracks().forEach(t => pub.addTransceiver(t, {direction: "sendonly"}));
+    await pub.setLocalDescription(await pub.createOffer());
+    const s1 = (await api("POST", "/sessions/new")).sessionId;
+    const r1 = await api("POST", "/sessions/" + s1 + "/tracks/new", {autoDiscover: true, sessionDescription: pub.localDescription});
+    await pub.setRemoteDescription(r1.sessionDescription);
+    log.published = r1.tracks;
+
+    const sub = new RTCPeerConnection();
+    sub.addTransceiver("audio", {direction: "recvonly"});
+    sub.addTransceiver("video", {direction: "recvonly"});
+    await sub.setLocalDescription(await sub.createOffer());
+    const s2 = (await api("POST", "/sessions/new")).sessionId;
+    const r2 = await api("POST", "/sessions/" + s2 + "/tracks/new", {sessionDescription: sub.localDescription,
+      tracks: r1.tracks.map(t => ({location: "remote", sessionId: s1, trackName: t.trackName, kind: t.kind}))});
+    await sub.setRemoteDescription(r2.sessionDescription);
+    log.pulled = r2.tracks;
+    log.renegotiate = r2.requiresImmediateRenegotiation;
+    const inbound = async (kind) => {
+      let v = {};
+      (await sub.getStats()).forEach(x => { if (x.type === "inbound-rtp" && x.kind === kind) v = x; });
+      return v;
+    };
+    for (let i = 0; i < 60 && !((await inbound("video")).framesDecoded > 5); i++) await sleep(250);
+    log.frames = (await inbound("video")).framesDecoded || 0;
+    log.audioPackets = (await inbound("audio")).packetsReceived || 0;
+  } catch (e) { log.error = String(e); }
+  await fetch("/result", {method: "POST", body: JSON.stringify(log)});
+})();
+</script></body></html>`
+
+func TestChromeWhipAutoDiscoverAndWhepPullIntoOffer(t *testing.T) {
+	e := newEnv(t, envOpt{})
+	var r struct {
+		Error        string
+		Published    []map[string]string
+		Pulled       []map[string]string
+		Renegotiate  bool
+		Frames       int
+		AudioPackets int
+	}
+	runChromePage(t, e, whipWhepPage, &r)
+	if r.Error != "" || len(r.Published) != 2 || len(r.Pulled) != 2 || r.Renegotiate {
+		t.Fatalf("page: %+v", r)
+	}
+	for i, p := range r.Pulled {
+		if p["errorCode"] != "" || p["mid"] != fmt.Sprint(i) || p["trackName"] != r.Published[i]["trackName"] {
+			t.Fatalf("pulled %d: %v (published %v)", i, p, r.Published)
+		}
+	}
+	if r.Frames <= 5 || r.AudioPackets == 0 {
+		t.Fatalf("media did not decode: %d frames, %d audio packets", r.Frames, r.AudioPackets)
+	}
+}

@@ -87,7 +87,7 @@ type layer struct {
 	ssrc       atomic.Uint32
 	lastPacket atomic.Int64
 	lastKFReq  atomic.Int64
-	hdr        rtp.Header // owned by the layer's reader
+	hdr        rtp.Header // used by Ingest (one caller at a time)
 }
 
 // NewTrack makes a track with no layers yet.
@@ -215,6 +215,9 @@ func (t *Track) AddLayer(rid string, ssrc uint32, r PacketReader) error {
 
 func (t *Track) readLoop(l *layer, r PacketReader) {
 	buf := make([]byte, 1500)
+	// Each reader parses into its own header: a layer may briefly have two
+	// readers when the publisher changes SSRC.
+	var hdr rtp.Header
 	for {
 		n, _, err := r.Read(buf)
 		if err != nil {
@@ -223,7 +226,7 @@ func (t *Track) readLoop(l *layer, r PacketReader) {
 			}
 			return
 		}
-		t.ingest(l, buf[:n])
+		t.ingest(l, &hdr, buf[:n])
 	}
 }
 
@@ -238,7 +241,7 @@ func (t *Track) Ingest(idx int, pkt []byte) {
 	}
 	l := t.layers[idx]
 	t.mu.Unlock()
-	t.ingest(l, pkt)
+	t.ingest(l, &l.hdr, pkt)
 }
 
 // EnsureLayer makes sure layer rid exists and returns its index (for tests
@@ -258,8 +261,7 @@ func (t *Track) EnsureLayer(rid string) int {
 	return l.idx
 }
 
-func (t *Track) ingest(l *layer, pkt []byte) {
-	h := &l.hdr
+func (t *Track) ingest(l *layer, h *rtp.Header, pkt []byte) {
 	n, err := h.Unmarshal(pkt)
 	if err != nil || n > len(pkt) {
 		return

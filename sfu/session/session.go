@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -247,8 +248,13 @@ func (s *Session) onTrack(pc *webrtc.PeerConnection, remote *webrtc.TrackRemote,
 		s.log.Debug("inbound track without publication", "mid", mid)
 		return
 	}
-	if pub.track.Codec().MimeType == "" {
+	if c := pub.track.Codec(); c.MimeType == "" {
 		pub.track.SetCodec(remote.Codec().RTPCodecCapability)
+	} else if !strings.EqualFold(c.MimeType, remote.Codec().MimeType) {
+		// Subscribers were bound to the negotiated codec; the publisher
+		// sends another one of the answer's list.
+		s.log.Warn("publisher sends another codec than negotiated first", "track", string(pub.name),
+			"negotiated", c.MimeType, "received", remote.Codec().MimeType)
 	}
 	if err := pub.track.AddLayer(remote.RID(), uint32(remote.SSRC()), remote); err != nil {
 		s.log.Warn("cannot receive layer", "track", string(pub.name), "rid", remote.RID(), "err", err)
