@@ -7,16 +7,58 @@ import (
 )
 
 // registerDataChannels adds the DataChannel routes (CONTRACT §2.7-2.10).
-// They are owned by the DataChannel work: until it lands they authenticate,
-// count against the session quota and answer a Calls-shaped error.
+// datachannels/close is exempt from the per-session call quota, like
+// tracks/close: cleanup must never be refused.
 func (h *Handler) registerDataChannels(prefix string) {
-	h.mux.HandleFunc("POST "+prefix+"/sessions/{sessionId}/datachannels/establish", h.sess(true, h.dataChannelsTODO))
-	h.mux.HandleFunc("POST "+prefix+"/sessions/{sessionId}/datachannels/new", h.sess(true, h.dataChannelsTODO))
-	h.mux.HandleFunc("PUT "+prefix+"/sessions/{sessionId}/datachannels/update", h.sess(true, h.dataChannelsTODO))
-	h.mux.HandleFunc("PUT "+prefix+"/sessions/{sessionId}/datachannels/close", h.sess(false, h.dataChannelsTODO))
+	h.mux.HandleFunc("POST "+prefix+"/sessions/{sessionId}/datachannels/establish", h.sess(true, h.establishDataChannels))
+	h.mux.HandleFunc("POST "+prefix+"/sessions/{sessionId}/datachannels/new", h.sess(true, h.newDataChannels))
+	h.mux.HandleFunc("PUT "+prefix+"/sessions/{sessionId}/datachannels/update", h.sess(true, h.updateDataChannels))
+	h.mux.HandleFunc("PUT "+prefix+"/sessions/{sessionId}/datachannels/close", h.sess(false, h.closeDataChannels))
 }
 
-func (h *Handler) dataChannelsTODO(w http.ResponseWriter, _ *http.Request, a *app, _ *session.Session) {
-	h.fail(w, a.cfg.ID, &session.Error{Status: http.StatusNotImplemented, Code: session.CodeInternal,
-		Description: "DataChannels are not available on this server yet"})
+func (h *Handler) establishDataChannels(w http.ResponseWriter, r *http.Request, a *app, s *session.Session) {
+	var req session.EstablishRequest
+	if err := h.decode(w, r, &req, false); err != nil {
+		h.fail(w, a.cfg.ID, err)
+		return
+	}
+	if err := h.checkSDP(req.SessionDescription); err != nil {
+		h.fail(w, a.cfg.ID, err)
+		return
+	}
+	resp, err := s.EstablishDataChannels(req, a.limits)
+	if err != nil {
+		h.fail(w, a.cfg.ID, err)
+		return
+	}
+	h.ok(w, a.cfg.ID, http.StatusOK, resp)
+}
+
+// dataChannelCall runs one of datachannels/new, /update, /close.
+func (h *Handler) dataChannelCall(op func(*session.Session, session.DataChannelsRequest, session.Limits) (*session.DataChannelsResponse, error)) sessHandler {
+	return func(w http.ResponseWriter, r *http.Request, a *app, s *session.Session) {
+		var req session.DataChannelsRequest
+		if err := h.decode(w, r, &req, false); err != nil {
+			h.fail(w, a.cfg.ID, err)
+			return
+		}
+		resp, err := op(s, req, a.limits)
+		if err != nil {
+			h.fail(w, a.cfg.ID, err)
+			return
+		}
+		h.ok(w, a.cfg.ID, http.StatusOK, resp)
+	}
+}
+
+func (h *Handler) newDataChannels(w http.ResponseWriter, r *http.Request, a *app, s *session.Session) {
+	h.dataChannelCall((*session.Session).NewDataChannels)(w, r, a, s)
+}
+
+func (h *Handler) updateDataChannels(w http.ResponseWriter, r *http.Request, a *app, s *session.Session) {
+	h.dataChannelCall((*session.Session).UpdateDataChannels)(w, r, a, s)
+}
+
+func (h *Handler) closeDataChannels(w http.ResponseWriter, r *http.Request, a *app, s *session.Session) {
+	h.dataChannelCall((*session.Session).CloseDataChannels)(w, r, a, s)
 }

@@ -192,7 +192,8 @@ func (m *Manager) snapshot() []*Session {
 
 // Usage is monotonic media byte counts of an app on this node: RTP bytes
 // written to subscribers (egress, after SRTP) and received from publishers
-// (ingress). They only grow while the process lives.
+// (ingress), plus DataChannel message bytes sent to and received from its
+// endpoints. They only grow while the process lives.
 type Usage struct {
 	EgressBytes, IngressBytes uint64
 }

@@ -47,6 +47,8 @@ type Session struct {
 	closed        bool
 	done          chan struct{}
 	remote        netip.AddrPort // client address told to OnRemoteAddr
+
+	dc dcState // DataChannels (datachannels.go)
 }
 
 // publication is a track this session publishes (location "local").
@@ -467,6 +469,8 @@ func (s *Session) counts() (pubs, subs int, egress, ingress uint64) {
 			egress += e
 		}
 	}
+	egress += s.dc.egress.Load()
+	ingress += s.dc.ingress.Load()
 	return
 }
 
