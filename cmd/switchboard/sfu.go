@@ -27,8 +27,8 @@ func init() {
 // rendering with parseSFUFlags so the two cannot drift apart.
 type sfuFlags struct {
 	cfgPath, listen, udpIP, advertise, logLevel, podName string
-	udpPort, ordinal                            int
-	poll, shutdown                              time.Duration
+	udpPort, ordinal                                     int
+	poll, shutdown                                       time.Duration
 }
 
 func parseSFUFlags(args []string) (*sfuFlags, error) {

@@ -10,28 +10,12 @@ import (
 // datachannels/close is exempt from the per-session call quota, like
 // tracks/close: cleanup must never be refused.
 func (h *Handler) registerDataChannels(prefix string) {
-	h.mux.HandleFunc("POST "+prefix+"/sessions/{sessionId}/datachannels/establish", h.sess(true, h.establishDataChannels))
+	establish := sdpCall(h, func(q *session.EstablishRequest) *session.SessionDescription { return q.SessionDescription },
+		(*session.Session).EstablishDataChannels)
+	h.mux.HandleFunc("POST "+prefix+"/sessions/{sessionId}/datachannels/establish", h.sess(true, establish))
 	h.mux.HandleFunc("POST "+prefix+"/sessions/{sessionId}/datachannels/new", h.sess(true, h.newDataChannels))
 	h.mux.HandleFunc("PUT "+prefix+"/sessions/{sessionId}/datachannels/update", h.sess(true, h.updateDataChannels))
 	h.mux.HandleFunc("PUT "+prefix+"/sessions/{sessionId}/datachannels/close", h.sess(false, h.closeDataChannels))
-}
-
-func (h *Handler) establishDataChannels(w http.ResponseWriter, r *http.Request, a *app, s *session.Session) {
-	var req session.EstablishRequest
-	if err := h.decode(w, r, &req, false); err != nil {
-		h.fail(w, a.cfg.ID, err)
-		return
-	}
-	if err := h.checkSDP(req.SessionDescription); err != nil {
-		h.fail(w, a.cfg.ID, err)
-		return
-	}
-	resp, err := s.EstablishDataChannels(req, a.limits)
-	if err != nil {
-		h.fail(w, a.cfg.ID, err)
-		return
-	}
-	h.ok(w, a.cfg.ID, http.StatusOK, resp)
 }
 
 // dataChannelCall runs one of datachannels/new, /update, /close.

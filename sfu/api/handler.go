@@ -72,11 +72,15 @@ func New(o Options) *Handler {
 	h := &Handler{opts: o, log: o.Logger, apps: o.Apps, sessions: o.Sessions, limiter: newSessionLimiter(o.Clock),
 		metrics: newMetrics(o.Apps, o.Sessions), mux: http.NewServeMux()}
 	h.metrics.onRequest, h.metrics.onLimited = o.OnRequest, o.OnRateLimited
+	newTracks := sdpCall(h, func(q *session.TracksRequest) *session.SessionDescription { return q.SessionDescription },
+		(*session.Session).NewTracks)
+	closeTracks := sdpCall(h, func(q *session.CloseRequest) *session.SessionDescription { return q.SessionDescription },
+		(*session.Session).CloseTracks)
 	for _, prefix := range []string{"/v1/apps/{appId}", "/apps/{appId}"} {
 		h.mux.HandleFunc("POST "+prefix+"/sessions/new", h.app(h.newSession))
-		h.mux.HandleFunc("POST "+prefix+"/sessions/{sessionId}/tracks/new", h.sess(true, h.newTracks))
+		h.mux.HandleFunc("POST "+prefix+"/sessions/{sessionId}/tracks/new", h.sess(true, newTracks))
 		h.mux.HandleFunc("PUT "+prefix+"/sessions/{sessionId}/renegotiate", h.sess(true, h.renegotiate))
-		h.mux.HandleFunc("PUT "+prefix+"/sessions/{sessionId}/tracks/close", h.sess(false, h.closeTracks))
+		h.mux.HandleFunc("PUT "+prefix+"/sessions/{sessionId}/tracks/close", h.sess(false, closeTracks))
 		h.mux.HandleFunc("PUT "+prefix+"/sessions/{sessionId}/tracks/update", h.sess(true, h.updateTracks))
 		h.mux.HandleFunc("GET "+prefix+"/sessions/{sessionId}", h.sess(true, h.getSession))
 		h.registerDataChannels(prefix)
@@ -294,22 +298,28 @@ func (h *Handler) newSession(w http.ResponseWriter, r *http.Request, a *app) {
 	h.ok(w, a.cfg.ID, http.StatusCreated, resp)
 }
 
-func (h *Handler) newTracks(w http.ResponseWriter, r *http.Request, a *app, s *session.Session) {
-	var req session.TracksRequest
-	if err := h.decode(w, r, &req, false); err != nil {
-		h.fail(w, a.cfg.ID, err)
-		return
+// sdpCall is the shape of the session calls whose body may carry an SDP
+// (tracks/new, tracks/close, datachannels/establish): decode, bound the SDP,
+// run the session operation, answer 200 with its result.
+func sdpCall[Req any, Resp any](h *Handler, sdp func(*Req) *session.SessionDescription,
+	op func(*session.Session, Req, session.Limits) (Resp, error)) sessHandler {
+	return func(w http.ResponseWriter, r *http.Request, a *app, s *session.Session) {
+		var req Req
+		if err := h.decode(w, r, &req, false); err != nil {
+			h.fail(w, a.cfg.ID, err)
+			return
+		}
+		if err := h.checkSDP(sdp(&req)); err != nil {
+			h.fail(w, a.cfg.ID, err)
+			return
+		}
+		resp, err := op(s, req, a.limits)
+		if err != nil {
+			h.fail(w, a.cfg.ID, err)
+			return
+		}
+		h.ok(w, a.cfg.ID, http.StatusOK, resp)
 	}
-	if err := h.checkSDP(req.SessionDescription); err != nil {
-		h.fail(w, a.cfg.ID, err)
-		return
-	}
-	resp, err := s.NewTracks(req, a.limits)
-	if err != nil {
-		h.fail(w, a.cfg.ID, err)
-		return
-	}
-	h.ok(w, a.cfg.ID, http.StatusOK, resp)
 }
 
 type renegotiateRequest struct {
@@ -341,24 +351,6 @@ func (h *Handler) renegotiate(w http.ResponseWriter, r *http.Request, a *app, s 
 		return
 	}
 	h.ok(w, a.cfg.ID, http.StatusOK, renegotiateResponse{SessionDescription: sd})
-}
-
-func (h *Handler) closeTracks(w http.ResponseWriter, r *http.Request, a *app, s *session.Session) {
-	var req session.CloseRequest
-	if err := h.decode(w, r, &req, false); err != nil {
-		h.fail(w, a.cfg.ID, err)
-		return
-	}
-	if err := h.checkSDP(req.SessionDescription); err != nil {
-		h.fail(w, a.cfg.ID, err)
-		return
-	}
-	resp, err := s.CloseTracks(req, a.limits)
-	if err != nil {
-		h.fail(w, a.cfg.ID, err)
-		return
-	}
-	h.ok(w, a.cfg.ID, http.StatusOK, resp)
 }
 
 func (h *Handler) updateTracks(w http.ResponseWriter, r *http.Request, a *app, s *session.Session) {
