@@ -87,8 +87,8 @@ docker-build: ## Build the same image with Docker as $(IMAGE).
 ##@ Test
 
 .PHONY: envtest
-envtest: ## Build kube-apiserver and etcd for envtest into bin/k8s (once).
-	hack/envtest/build.sh $(KUBE_ASSETS)
+envtest: ## Build kube-apiserver, etcd and kubectl for envtest into bin/k8s (once).
+	hack/envtest/build.sh $(KUBE_ASSETS) kubectl
 
 .PHONY: chromium
 chromium: ## Install Debian's chromium for the browser tests (idempotent).
