@@ -45,13 +45,8 @@ type turnEnv struct {
 
 func newTURNEnv(t *testing.T) *turnEnv {
 	t.Helper()
-	pc, err := turn.ListenUDP("127.0.0.1:0", 0)
+	pc, tl, err := turn.ListenShared("127.0.0.1", 0, 0)
 	if err != nil {
-		t.Fatal(err)
-	}
-	tl, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
-		_ = pc.Close()
 		t.Fatal(err)
 	}
 	te := &turnEnv{turnAddr: pc.LocalAddr().String(), remotes: map[netip.AddrPort]bool{}}

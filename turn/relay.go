@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -226,4 +227,26 @@ func (c *certLoader) get() (*tls.Certificate, error) {
 		}
 	}
 	return cur, nil
+}
+
+// ListenShared opens UDP (with raised buffers, as ListenUDP) and TCP on the
+// same port of ip, the usual TURN layout. With port 0 the kernel picks a free
+// UDP port whose TCP twin may be taken by another program; then it picks
+// again, a few times, before giving up.
+func ListenShared(ip string, port, buf int) (*net.UDPConn, net.Listener, error) {
+	const attempts = 10
+	for i := 0; ; i++ {
+		pc, err := ListenUDP(net.JoinHostPort(ip, strconv.Itoa(port)), buf)
+		if err != nil {
+			return nil, nil, err
+		}
+		ln, err := net.Listen("tcp", pc.LocalAddr().String())
+		if err == nil {
+			return pc, ln, nil
+		}
+		_ = pc.Close()
+		if port != 0 || i == attempts-1 {
+			return nil, nil, fmt.Errorf("tcp listener on the udp port: %w", err)
+		}
+	}
 }

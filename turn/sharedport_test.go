@@ -16,16 +16,11 @@ import (
 // a UDP one (same listener address) and its ChannelData went out as UDP
 // datagrams to the TCP client's port: nothing arrived.
 func TestClientsOnSharedUDPAndTCPPortGetPeerData(t *testing.T) {
-	pc, err := ListenUDP("127.0.0.1:0", 0)
+	pc, tl, err := ListenShared("127.0.0.1", 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := pc.LocalAddr().String()
-	tl, err := net.Listen("tcp", addr)
-	if err != nil {
-		_ = pc.Close()
-		t.Fatal(err)
-	}
 	srv, err := New(Config{PacketConns: []net.PacketConn{pc}, Listeners: []net.Listener{tl},
 		RelayIP: netip.MustParseAddr("127.0.0.1"), Pod: testPod("127.0.0.0/8"),
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})

@@ -432,9 +432,9 @@ func printTURNKey(w io.Writer, a devApp) {
 // the same port (0 picks one), relaying from 127.0.0.1. It returns the
 // server and its host:port.
 func startDevTURN(port int, pod *config.Pod, log *slog.Logger) (*turn.Server, string, error) {
-	pc, ln, err := listenDevTURN(port)
+	pc, ln, err := turn.ListenShared(devTURNRelayIP.String(), port, 0)
 	if err != nil {
-		return nil, "", err
+		return nil, "", fmt.Errorf("dev turn (--turn-port, -1 disables): %w", err)
 	}
 	addr := pc.LocalAddr().(*net.UDPAddr).AddrPort()
 	srv, err := turn.New(turn.Config{
@@ -447,25 +447,4 @@ func startDevTURN(port int, pod *config.Pod, log *slog.Logger) (*turn.Server, st
 		return nil, "", fmt.Errorf("dev turn: %w", err)
 	}
 	return srv, addr.String(), nil
-}
-
-// listenDevTURN opens UDP and TCP on the same port of 127.0.0.1. With port
-// 0 the kernel picks a free UDP port, whose TCP twin may be taken by another
-// program: then it tries another pick, a few times.
-func listenDevTURN(port int) (net.PacketConn, net.Listener, error) {
-	const attempts = 10
-	for i := 0; ; i++ {
-		pc, err := turn.ListenUDP(net.JoinHostPort(devTURNRelayIP.String(), strconv.Itoa(port)), 0)
-		if err != nil {
-			return nil, nil, fmt.Errorf("dev turn (--turn-port, -1 disables): %w", err)
-		}
-		ln, err := net.Listen("tcp", pc.LocalAddr().String())
-		if err == nil {
-			return pc, ln, nil
-		}
-		_ = pc.Close()
-		if port != 0 || i == attempts-1 {
-			return nil, nil, fmt.Errorf("dev turn tcp listener (--turn-port, -1 disables): %w", err)
-		}
-	}
 }
