@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -40,6 +41,10 @@ type Reconciler struct {
 	APIReader client.Reader
 	// Rand is the source of credentials; crypto/rand when nil.
 	Rand io.Reader
+	// Recorder records Events on transitions (credentials created, quota
+	// exceeded or restored, pool not found). SetupWithManager fills it
+	// from the manager when nil; left nil, nothing is recorded.
+	Recorder events.EventRecorder
 
 	// rendered remembers, per pool config Secret, the apps it renders, so
 	// that a thousand apps checking one configuration parse it once per
@@ -51,6 +56,7 @@ type Reconciler struct {
 // +kubebuilder:rbac:groups=calls.switchboard.dev,resources=callsapps/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=calls.switchboard.dev,resources=sfupools,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups="";events.k8s.io,resources=events,verbs=create;patch
 
 // scope is what the phases of one reconcile share.
 type scope struct {
@@ -102,7 +108,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (res 
 			if reterr == nil {
 				reterr = fmt.Errorf("patch status of callsapp %s: %w", req.NamespacedName, err)
 			}
+			return
 		}
+		r.recordTransitions(before, app)
 	}()
 
 	for _, phase := range []func(context.Context, *scope) error{
@@ -126,6 +134,9 @@ func (r *Reconciler) rand() io.Reader {
 // SetupWithManager registers the controller and its watches. index.Setup
 // must have run on the manager.
 func (r *Reconciler) SetupWithManager(mgr manager.Manager) error {
+	if r.Recorder == nil {
+		r.Recorder = mgr.GetEventRecorder("switchboard")
+	}
 	return builder.ControllerManagedBy(mgr).
 		Named("callsapp").
 		For(&v1alpha1.CallsApp{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, usageChanged()))).

@@ -110,6 +110,8 @@ func (r *Reconciler) createCredentials(ctx context.Context, s *scope, key types.
 		return fmt.Errorf("create credentials of callsapp %s/%s: %w", app.Namespace, app.Name, err)
 	}
 	log.FromContext(ctx).Info("credentials generated", "callsapp", client.ObjectKeyFromObject(app), "secret", key.Name, "appID", creds.AppID)
+	r.event(app, corev1.EventTypeNormal, EventCredentialsCreated, "CreateCredentials",
+		"generated app ID %s and its credentials in Secret %s", creds.AppID, key.Name)
 	s.creds = creds
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -305,6 +306,23 @@ func TestMissingPoolGivesPoolNotFound(t *testing.T) {
 	if app.Status.AppID == "" {
 		t.Error("no app ID while the pool is missing: credentials should not wait for the pool")
 	}
+	// kubectl describe shows both: the credentials were made, the pool is missing.
+	if e := waitEvent(t, ns, "lonely", corev1.EventTypeWarning, callsapp.EventPoolNotFound); !strings.Contains(e.Note, "nowhere") {
+		t.Errorf("PoolNotFound note %q does not name the pool", e.Note)
+	}
+	e := waitEvent(t, ns, "lonely", corev1.EventTypeNormal, callsapp.EventCredentialsCreated)
+	if !strings.Contains(e.Note, app.Status.AppID) || !strings.Contains(e.Note, app.Status.CredentialsSecretName) {
+		t.Errorf("CredentialsCreated note %q does not name the app ID and Secret", e.Note)
+	}
+	var secret corev1.Secret
+	if err := get(ctx, ns, app.Status.CredentialsSecretName, &secret); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range secret.Data {
+		if k != v1alpha1.SecretKeyAppID && strings.Contains(e.Note, string(v)) {
+			t.Errorf("CredentialsCreated note %q shows the secret value of %s", e.Note, k)
+		}
+	}
 	// Creating the pool clears the reason.
 	p := newPool(ns)
 	p.Name = "nowhere"
@@ -328,8 +346,9 @@ func TestSecondReconcileWithNothingChangedMakesNoWrites(t *testing.T) {
 	ns := env.Namespace(t)
 	cached, reader := env.StartCache(t, ns)
 	counting := testenv.NewCountingClient(cached)
-	pools := &sfupool.Reconciler{Client: counting, APIReader: reader}
-	apps := &callsapp.Reconciler{Client: counting, APIReader: reader}
+	recorder := events.NewFakeRecorder(100)
+	pools := &sfupool.Reconciler{Client: counting, APIReader: reader, Recorder: recorder}
+	apps := &callsapp.Reconciler{Client: counting, APIReader: reader, Recorder: recorder}
 	create(t, newPool(ns), newApp(ns, "demo-app", "demo"))
 	poolReq := reconcile.Request{NamespacedName: types.NamespacedName{Namespace: ns, Name: "demo"}}
 	appReq := reconcile.Request{NamespacedName: types.NamespacedName{Namespace: ns, Name: "demo-app"}}
@@ -357,6 +376,9 @@ func TestSecondReconcileWithNothingChangedMakesNoWrites(t *testing.T) {
 		t.Fatal("the first reconcile wrote nothing: the counter does not see writes")
 	}
 	t.Logf("first round: %d writes %v", len(first), first)
+	if evs := drain(recorder); !slices.ContainsFunc(evs, func(e string) bool { return strings.Contains(e, callsapp.EventCredentialsCreated) }) {
+		t.Fatalf("first round recorded %v, want a %s Event", evs, callsapp.EventCredentialsCreated)
+	}
 	// Converge: each round may still see its own writes arrive in the cache.
 	quiet := 0
 	for i := 0; quiet < 3; i++ {
@@ -364,8 +386,12 @@ func TestSecondReconcileWithNothingChangedMakesNoWrites(t *testing.T) {
 			t.Fatal("reconciles never stopped writing")
 		}
 		time.Sleep(300 * time.Millisecond)
+		drain(recorder)
 		if w := round(); len(w) == 0 {
 			quiet++
+			if evs := drain(recorder); len(evs) != 0 {
+				t.Fatalf("a reconcile with nothing new recorded Events %v", evs)
+			}
 		} else {
 			quiet = 0
 			t.Logf("round %d: %v", i+2, w)
@@ -396,6 +422,19 @@ func TestSecondReconcileWithNothingChangedMakesNoWrites(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	if w := round(); len(w) != 0 {
 		t.Fatalf("writes after the change settled: %v", w)
+	}
+}
+
+// drain returns the Events recorded since the last drain.
+func drain(r *events.FakeRecorder) []string {
+	var out []string
+	for {
+		select {
+		case e := <-r.Events:
+			out = append(out, e)
+		default:
+			return out
+		}
 	}
 }
 
@@ -445,6 +484,25 @@ func TestEgressCapSetsQuotaExceededAndReachesThePods(t *testing.T) {
 		}
 		return nil
 	})
+	e := waitEvent(t, ns, "capped", corev1.EventTypeWarning, callsapp.EventQuotaExceeded)
+	if !strings.Contains(e.Note, "2.50 GB") || !strings.Contains(e.Note, "cap of 2 GB") {
+		t.Errorf("QuotaExceeded note %q does not show the egress used and the cap", e.Note)
+	}
+	// A lower cap rewrites the condition's message, still True: no new Event.
+	env.Update(t, app, func() { app.Spec.Billing.MonthlyEgressCapGB = ptr.To(int64(1)) })
+	testenv.Eventually(t, "QuotaExceeded message shows the 1 GB cap", func() error {
+		if err := get(ctx, ns, "capped", app); err != nil {
+			return err
+		}
+		if c := condition(app, v1alpha1.QuotaExceededCondition); c == nil || c.Status != metav1.ConditionTrue || !strings.Contains(c.Message, "cap of 1 GB") {
+			return fmt.Errorf("QuotaExceeded %+v", c)
+		}
+		return nil
+	})
+	time.Sleep(time.Second) // Events are sent asynchronously.
+	if _, n, err := recordedEvents(ctx, ns, "capped", callsapp.EventQuotaExceeded); err != nil || n != 1 {
+		t.Fatalf("QuotaExceeded recorded %d times (%v), want once", n, err)
+	}
 	// Raising the cap lifts it.
 	env.Update(t, app, func() { app.Spec.Billing.MonthlyEgressCapGB = ptr.To(int64(3)) })
 	testenv.Eventually(t, "QuotaExceeded=False and rendered", func() error {
@@ -460,6 +518,7 @@ func TestEgressCapSetsQuotaExceededAndReachesThePods(t *testing.T) {
 		}
 		return nil
 	})
+	waitEvent(t, ns, "capped", corev1.EventTypeNormal, callsapp.EventQuotaRestored)
 }
 
 func TestMovingAnAppLeavesTheOldPoolsConfiguration(t *testing.T) {

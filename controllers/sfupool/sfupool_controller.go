@@ -13,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -42,6 +43,10 @@ type Reconciler struct {
 	// HubURL and HubToken, when set, are rendered into the pod config so
 	// pods follow the manager's hub and report usage to it.
 	HubURL, HubToken string
+	// Recorder records Events on transitions (Degraded set or cleared,
+	// Ready reached). SetupWithManager fills it from the manager when nil;
+	// left nil, nothing is recorded.
+	Recorder events.EventRecorder
 }
 
 // +kubebuilder:rbac:groups=calls.switchboard.dev,resources=sfupools,verbs=get;list;watch
@@ -52,7 +57,7 @@ type Reconciler struct {
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups="";events.k8s.io,resources=events,verbs=create;patch
 
 // scope is what the phases of one reconcile share.
 type scope struct {
@@ -110,7 +115,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 			if reterr == nil {
 				reterr = fmt.Errorf("patch status of sfupool %s: %w", req.NamespacedName, err)
 			}
+			return
 		}
+		r.recordTransitions(before, pool)
 	}()
 
 	for _, phase := range []func(context.Context, *scope) error{
@@ -134,6 +141,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 // SetupWithManager registers the controller and its watches. index.Setup
 // must have run on the manager.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Recorder == nil {
+		r.Recorder = mgr.GetEventRecorder("switchboard")
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("sfupool").
 		For(&v1alpha1.SFUPool{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).

@@ -12,6 +12,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/switchboard-rtc/switchboard/api/v1alpha1"
 	"github.com/switchboard-rtc/switchboard/controllers/internal/testenv"
+	"github.com/switchboard-rtc/switchboard/controllers/sfupool"
 	"github.com/switchboard-rtc/switchboard/sfu/config"
 )
 
@@ -445,6 +447,40 @@ func TestMissingTURNTLSSecretDegradesThePool(t *testing.T) {
 	if p := svc.Spec.Ports; len(p) != 1 || p[0].Port != 443 || p[0].TargetPort.String() != "turn-tls" || p[0].Protocol != corev1.ProtocolTCP {
 		t.Errorf("turn service ports %+v", p)
 	}
+
+	// kubectl describe shows the degradation, and its end once the Secret
+	// exists (user Secrets are not watched: a spec change looks again).
+	if e := waitPoolEvent(t, ns, "demo", corev1.EventTypeWarning, v1alpha1.ReasonTLSSecretNotFound); !strings.Contains(e.Note, "turn-cert") {
+		t.Errorf("TLSSecretNotFound note %q does not name the Secret", e.Note)
+	}
+	cert := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "turn-cert", Namespace: ns}, Type: corev1.SecretTypeTLS,
+		Data: map[string][]byte{corev1.TLSCertKey: []byte("cert"), corev1.TLSPrivateKeyKey: []byte("key")}}
+	if err := env.Client.Create(ctx, cert); err != nil {
+		t.Fatal(err)
+	}
+	env.Update(t, pool, func() { pool.Spec.Replicas = ptr.To(int32(2)) })
+	waitPoolEvent(t, ns, "demo", corev1.EventTypeNormal, sfupool.EventRecovered)
+}
+
+// waitPoolEvent fails unless an Event of eventType with reason about the
+// object name shows up; it returns it.
+func waitPoolEvent(t *testing.T, ns, name, eventType, reason string) eventsv1.Event {
+	t.Helper()
+	var got eventsv1.Event
+	testenv.Eventually(t, fmt.Sprintf("%s Event %s on %s", eventType, reason, name), func() error {
+		var list eventsv1.EventList
+		if err := env.Client.List(context.Background(), &list, client.InNamespace(ns)); err != nil {
+			return err
+		}
+		for _, e := range list.Items {
+			if e.Regarding.Name == name && e.Reason == reason && e.Type == eventType {
+				got = e
+				return nil
+			}
+		}
+		return fmt.Errorf("%d events, none matches", len(list.Items))
+	})
+	return got
 }
 
 func TestAChildEditedByHandIsPutBack(t *testing.T) {
