@@ -364,16 +364,11 @@ type canary struct {
 
 func newCanary(t *testing.T, ip string) *canary {
 	t.Helper()
-	u, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr(ip), 0)))
+	u, l, err := ListenShared(ip, 0, 0)
 	if err != nil {
 		t.Fatalf("canary on %s: %v", ip, err)
 	}
 	port := u.LocalAddr().(*net.UDPAddr).Port
-	l, err := net.Listen("tcp", net.JoinHostPort(ip, fmt.Sprint(port)))
-	if err != nil {
-		_ = u.Close()
-		t.Fatalf("canary tcp on %s: %v", ip, err)
-	}
 	c := &canary{udp: u, tcp: l, got: make(chan string, 16), addr: netip.AddrPortFrom(netip.MustParseAddr(ip), uint16(port))}
 	go func() {
 		buf := make([]byte, 2048)
