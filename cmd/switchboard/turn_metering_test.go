@@ -91,7 +91,15 @@ func TestTURNCommandReportsUsageToTheHub(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	_ = relay.Close() // Refresh with lifetime 0: one more authenticated exchange
+	// A CreatePermission (answered, whether or not the policy allows the
+	// peer) is client traffic on the allocation: ingress.
+	peer, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	_, _ = relay.WriteTo([]byte("ping"), peer.LocalAddr())
+	_ = relay.Close() // Refresh with lifetime 0
 	c.Close()
 	received := conn.read.Load()
 
