@@ -32,6 +32,12 @@ type podMetering struct {
 // startPodMetering loads the configuration file; onConfig is called with
 // every later configuration (from the file or the hub).
 func startPodMetering(log *slog.Logger, cfgPath, podName string, poll time.Duration, onConfig func(*config.Pod)) (*podMetering, error) {
+	return startPodMeteringKind(log, sfuusage.KindSFU, cfgPath, podName, poll, onConfig)
+}
+
+// startPodMeteringKind is startPodMetering for a pod of the given kind
+// (sfuusage.KindSFU or sfuusage.KindTURN): the reports carry it as source.
+func startPodMeteringKind(log *slog.Logger, kind, cfgPath, podName string, poll time.Duration, onConfig func(*config.Pod)) (*podMetering, error) {
 	if podName == "" {
 		podName = os.Getenv("POD_NAME")
 	}
@@ -41,7 +47,7 @@ func startPodMetering(log *slog.Logger, cfgPath, podName string, poll time.Durat
 	pm := &podMetering{attr: sfuusage.NewAttribution()}
 	var started bool
 	agent, err := hub.NewAgent(hub.AgentOptions{
-		ConfigFile: cfgPath, Pod: podName, Kind: sfuusage.KindSFU, Logger: log,
+		ConfigFile: cfgPath, Pod: podName, Kind: kind, Logger: log,
 		// sfu/api enforces the per-session limit and the monthly egress
 		// cap itself; the agent counts its 429s as session throttles.
 		OnConfig: func(u hub.Update) {
@@ -58,6 +64,9 @@ func startPodMetering(log *slog.Logger, cfgPath, podName string, poll time.Durat
 	pm.agent = agent
 	return pm, nil
 }
+
+// turnMeter is the TURN server's meter: its bytes count as source turn.
+func (pm *podMetering) turnMeter() sfuusage.TURNMeter { return sfuusage.TURNMeter{M: pm.agent.Meter} }
 
 // config is the configuration the pod starts with.
 func (pm *podMetering) config() *config.Pod { return pm.agent.Config().Config }

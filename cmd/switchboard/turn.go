@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -16,7 +15,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/switchboard-rtc/switchboard/sfu/config"
+	sfuusage "github.com/switchboard-rtc/switchboard/sfu/usage"
 	"github.com/switchboard-rtc/switchboard/turn"
 )
 
@@ -78,14 +81,24 @@ func runTURN(ctx context.Context, args []string) error {
 		return err
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("cmd", "turn")
-	raw, err := os.ReadFile(f.configPath)
-	if err != nil {
-		return fmt.Errorf("read pod config: %w", err)
-	}
-	pod, err := config.Parse(raw)
+	// Config (file plus hub), the usage meter and the reports to the hub
+	// are the SFU pod's pieces; TURN bytes are reported as source turn.
+	var live atomic.Pointer[turn.Server]
+	pm, err := startPodMeteringKind(log, sfuusage.KindTURN, f.configPath, "", f.reload, func(p *config.Pod) {
+		srv := live.Load()
+		if srv == nil {
+			return
+		}
+		if err := srv.Update(p); err != nil {
+			log.Warn("pod config change refused, keeping the last good one", "err", err)
+			return
+		}
+		log.Info("pod config applied", "config_version", p.Version, "turn_keys", srv.Keyring().Len())
+	})
 	if err != nil {
 		return fmt.Errorf("%s: %w", f.configPath, err)
 	}
+	pod := pm.config()
 	publicIP, relayIP, err := turnAddresses(f.publicIP, f.relayIP)
 	if err != nil {
 		return err
@@ -98,6 +111,7 @@ func runTURN(ctx context.Context, args []string) error {
 	cfg := turn.Config{
 		RelayIP: relayIP, PublicIP: publicIP, Realm: realm, Pod: pod,
 		AllocationQuota: f.quota, PermissionCap: f.permCap, UnauthenticatedPerSecond: f.unauth, Logger: log,
+		Meter: pm.turnMeter(),
 	}
 	closeAll := func() {
 		for _, c := range cfg.PacketConns {
@@ -146,12 +160,20 @@ func runTURN(ctx context.Context, args []string) error {
 		return err
 	}
 	defer srv.Close()
+	live.Store(srv)
+	reg := prometheus.NewRegistry()
+	if err := pm.register(reg); err != nil {
+		return fmt.Errorf("register usage metrics: %w", err)
+	}
+	pm.run(ctx)
 	log.Info("turn server started", "public_ip", publicIP.String(), "relay_ip", relayIP.String(), "config_version", pod.Version, "exposure", string(pod.Media.Exposure))
 
 	var ready atomic.Bool
 	ready.Store(true)
 	if f.healthListen != "" {
 		hs := healthServer(f.healthListen, &ready)
+		mux := hs.Handler.(*http.ServeMux)
+		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 		go func() {
 			if err := hs.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error("health server", "err", err)
@@ -160,15 +182,15 @@ func runTURN(ctx context.Context, args []string) error {
 		defer hs.Close()
 	}
 
-	// Watch the config file and the SFU service; apply changes live.
+	// Watch the SFU service; the agent applies config changes live.
 	t := time.NewTicker(f.reload)
 	defer t.Stop()
-	lastRaw := raw
 	lastEPs := fmt.Sprint(static)
 	for {
 		select {
 		case <-ctx.Done():
 			ready.Store(false)
+			pod = pm.config()
 			drain := f.drain
 			if drain < 0 {
 				drain = time.Duration(pod.Media.DrainTimeoutSeconds) * time.Second
@@ -180,20 +202,16 @@ func runTURN(ctx context.Context, args []string) error {
 				time.Sleep(time.Second)
 			}
 			log.Info("turn server stopping", "allocations", srv.Stats().Allocations)
+			// Close flushes every allocation's bytes to the meter; the
+			// final report then carries them.
+			_ = srv.Close()
+			if err := pm.finish(); err != nil {
+				log.Warn("final usage report", "err", err)
+			}
 			return nil
 		case <-t.C:
 		}
-		if b, err := os.ReadFile(f.configPath); err == nil && !bytes.Equal(b, lastRaw) {
-			if p, err := config.Parse(b); err != nil {
-				log.Warn("pod config change ignored, keeping the last good one", "err", err)
-			} else if err := srv.Update(p); err != nil {
-				log.Warn("pod config change refused, keeping the last good one", "err", err)
-			} else {
-				pod = p
-				log.Info("pod config applied", "config_version", p.Version, "turn_keys", srv.Keyring().Len())
-			}
-			lastRaw = b
-		}
+		pod = pm.config()
 		if f.sfuService != "" {
 			eps := append([]netip.AddrPort(nil), static...)
 			ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", f.sfuService)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/netip"
 	"slices"
 	"sort"
 	"strconv"
@@ -152,4 +153,27 @@ func namespace(p *v1alpha1.SFUPool) string {
 		return "default"
 	}
 	return p.Namespace
+}
+
+// SetTURNRelayIPs puts the pool's TURN relay addresses (the TURN pods'
+// IPs, which they advertise with --public-ip) into turn.relayIPs, so SFU
+// pods do not meter traffic the TURN pods already meter (counted once).
+// The list is sorted and deduplicated and invalid or empty entries are
+// dropped, so the same set of pods always renders the same bytes; Version
+// is recomputed. Nothing is set when TURN is off.
+func SetTURNRelayIPs(p *config.Pod, ips []string) {
+	if !p.TURN.Enabled {
+		return
+	}
+	var out []string
+	for _, s := range ips {
+		ip, err := netip.ParseAddr(s)
+		if err != nil {
+			continue
+		}
+		out = append(out, ip.Unmap().String())
+	}
+	slices.Sort(out)
+	p.TURN.RelayIPs = slices.Compact(out)
+	p.Version = configVersion(*p)
 }

@@ -45,10 +45,36 @@ func (r *Reconciler) reconcileConfig(ctx context.Context, s *scope) error {
 		s.apps = append(s.apps, render.PoolApp{App: app, Credentials: render.CredentialsFromSecretData(secret.Data)})
 	}
 	s.podConfig = render.PodConfig(s.pool, s.apps)
+	if s.podConfig.TURN.Enabled {
+		ips, err := r.turnPodIPs(ctx, s)
+		if err != nil {
+			return err
+		}
+		render.SetTURNRelayIPs(&s.podConfig, ips)
+	}
 	if r.HubURL != "" {
 		s.podConfig.Hub, s.podConfig.HubToken = r.HubURL, r.HubToken
 	}
 	return nil
+}
+
+// turnPodIPs lists the IPs of the pool's TURN pods (draining ones too: they
+// still relay their allocations), for turn.relayIPs. Pods that have ended
+// or have no IP yet are left out; a new IP enqueues the pool through the
+// pod watch.
+func (r *Reconciler) turnPodIPs(ctx context.Context, s *scope) ([]string, error) {
+	var pods corev1.PodList
+	if err := r.Client.List(ctx, &pods, client.InNamespace(s.pool.Namespace), client.MatchingLabels(render.SelectorLabels(s.pool, "turn"))); err != nil {
+		return nil, fmt.Errorf("list turn pods of sfupool %s/%s: %w", s.pool.Namespace, s.pool.Name, err)
+	}
+	var ips []string
+	for _, p := range pods.Items {
+		if p.Status.PodIP == "" || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+			continue
+		}
+		ips = append(ips, p.Status.PodIP)
+	}
+	return ips, nil
 }
 
 // reconcileTLSSecret checks that the TURN TLS Secret exists. A missing one
