@@ -7,11 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/webrtc/v4"
-
 	"github.com/switchboard-rtc/switchboard/sfu"
 	"github.com/switchboard-rtc/switchboard/sfu/config"
-	"github.com/switchboard-rtc/switchboard/sfu/session"
 	"github.com/switchboard-rtc/switchboard/sfu/usage"
 	"github.com/switchboard-rtc/switchboard/turn"
 )
@@ -114,31 +111,7 @@ func TestTURNRelayedTrafficIsCountedOnceByTURN(t *testing.T) {
 	te, meter, own, tap := meteredTURNEnv(t)
 	servers := te.generateICEServers()
 
-	pub := newPeerConfig(t, nil, webrtc.Configuration{ICEServers: servers, ICETransportPolicy: webrtc.ICETransportPolicyRelay})
-	pub.addTrack(webrtc.RTPCodecTypeAudio, "relay-audio", webrtc.RTPTransceiverDirectionSendonly)
-	pub.addTrack(webrtc.RTPCodecTypeVideo, "relay-video", webrtc.RTPTransceiverDirectionSendonly)
-	pubSID := te.newSession(appA, secretA)
-	resp := te.tracksNew(appA, secretA, pubSID, session.TracksRequest{
-		SessionDescription: pub.offer(),
-		Tracks: []session.TrackObject{
-			{Location: "local", Mid: "0", TrackName: "relay-audio"},
-			{Location: "local", Mid: "1", TrackName: "relay-video"},
-		},
-	})
-	for _, tr := range resp.Tracks {
-		if tr.ErrorCode != "" {
-			t.Fatalf("push through TURN: %+v", tr)
-		}
-	}
-	pub.setAnswer(resp.SessionDescription)
-	pub.waitConnected()
-	pair, err := pub.pc.SCTP().Transport().ICETransport().GetSelectedCandidatePair()
-	if err != nil || pair == nil {
-		t.Fatalf("publisher pair: %v", err)
-	}
-	if pair.Local.Typ != webrtc.ICECandidateTypeRelay {
-		t.Fatalf("publisher connected over %s, want relay", pair.Local.Typ)
-	}
+	pub, pubSID, _ := publishThroughTURN(t, te, servers)
 
 	sub, _ := pull(t, te.env, appA, secretA, pubSID, "relay")
 	sub.waitMedia("1", "relay-video", 30)

@@ -158,31 +158,7 @@ func TestRelayOnlyPublisherThroughTURNIsPulledDirectlyAndOverTURNTCP(t *testing.
 		t.Fatalf("the TURN server refused a credential of the API: %v", err)
 	}
 
-	pub := newPeerConfig(t, nil, webrtc.Configuration{ICEServers: servers, ICETransportPolicy: webrtc.ICETransportPolicyRelay})
-	pub.addTrack(webrtc.RTPCodecTypeAudio, "relay-audio", webrtc.RTPTransceiverDirectionSendonly)
-	pub.addTrack(webrtc.RTPCodecTypeVideo, "relay-video", webrtc.RTPTransceiverDirectionSendonly)
-	pubSID := te.newSession(appA, secretA)
-	resp := te.tracksNew(appA, secretA, pubSID, session.TracksRequest{
-		SessionDescription: pub.offer(),
-		Tracks: []session.TrackObject{
-			{Location: "local", Mid: "0", TrackName: "relay-audio"},
-			{Location: "local", Mid: "1", TrackName: "relay-video"},
-		},
-	})
-	for _, tr := range resp.Tracks {
-		if tr.ErrorCode != "" {
-			t.Fatalf("push through TURN: %+v", tr)
-		}
-	}
-	pub.setAnswer(resp.SessionDescription)
-	pub.waitConnected()
-	pair, err := pub.pc.SCTP().Transport().ICETransport().GetSelectedCandidatePair()
-	if err != nil || pair == nil {
-		t.Fatalf("publisher pair: %v", err)
-	}
-	if pair.Local.Typ != webrtc.ICECandidateTypeRelay || pair.Local.Address != turnRelayIP.String() {
-		t.Fatalf("publisher connected over %s %s, want a relay candidate on %s", pair.Local.Typ, pair.Local.Address, turnRelayIP)
-	}
+	_, pubSID, pair := publishThroughTURN(t, te, servers)
 	relayed := netip.AddrPortFrom(turnRelayIP, pair.Local.Port)
 
 	sub, _ := pull(t, te.env, appA, secretA, pubSID, "relay")
@@ -332,4 +308,38 @@ func pullThroughTURN(t *testing.T, te *turnEnv, pubSID, prefix string, ice []web
 		t.Fatalf("subscriber through TURN connected over %+v (%v), want a relay candidate on %s", pair, err, turnRelayIP)
 	}
 	return sub
+}
+
+// publishThroughTURN connects a relay-only publisher of audio ("relay-audio",
+// mid 0) and video ("relay-video", mid 1) to the SFU through the TURN
+// server and checks it really connected over a relay candidate on the TURN
+// relay address.
+func publishThroughTURN(t *testing.T, te *turnEnv, servers []webrtc.ICEServer) (*peer, string, *webrtc.ICECandidatePair) {
+	t.Helper()
+	pub := newPeerConfig(t, nil, webrtc.Configuration{ICEServers: servers, ICETransportPolicy: webrtc.ICETransportPolicyRelay})
+	pub.addTrack(webrtc.RTPCodecTypeAudio, "relay-audio", webrtc.RTPTransceiverDirectionSendonly)
+	pub.addTrack(webrtc.RTPCodecTypeVideo, "relay-video", webrtc.RTPTransceiverDirectionSendonly)
+	pubSID := te.newSession(appA, secretA)
+	resp := te.tracksNew(appA, secretA, pubSID, session.TracksRequest{
+		SessionDescription: pub.offer(),
+		Tracks: []session.TrackObject{
+			{Location: "local", Mid: "0", TrackName: "relay-audio"},
+			{Location: "local", Mid: "1", TrackName: "relay-video"},
+		},
+	})
+	for _, tr := range resp.Tracks {
+		if tr.ErrorCode != "" {
+			t.Fatalf("push through TURN: %+v", tr)
+		}
+	}
+	pub.setAnswer(resp.SessionDescription)
+	pub.waitConnected()
+	pair, err := pub.pc.SCTP().Transport().ICETransport().GetSelectedCandidatePair()
+	if err != nil || pair == nil {
+		t.Fatalf("publisher pair: %v", err)
+	}
+	if pair.Local.Typ != webrtc.ICECandidateTypeRelay || pair.Local.Address != turnRelayIP.String() {
+		t.Fatalf("publisher connected over %s %s, want a relay candidate on %s", pair.Local.Typ, pair.Local.Address, turnRelayIP)
+	}
+	return pub, pubSID, pair
 }
