@@ -1,8 +1,6 @@
 package sfupool_test
 
 import (
-	"fmt"
-	"os"
 	"testing"
 
 	"github.com/switchboard-rtc/switchboard/controllers/internal/testenv"
@@ -11,16 +9,4 @@ import (
 // env is the package's one API server, started by TestMain.
 var env *testenv.Env
 
-func TestMain(m *testing.M) {
-	var err error
-	env, err = testenv.Start()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "sfupool tests:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	if err := env.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, "stop envtest:", err)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testenv.Main(m, "sfupool", &env) }

@@ -62,8 +62,25 @@ func RepoRoot() (string, error) {
 	}
 }
 
+// Main is a test package's TestMain body: it starts the package's one API
+// server into *env, runs the tests, stops the server and exits with the
+// tests' code. pkg names the package in a start-up error.
+func Main(m *testing.M, pkg string, env **Env) {
+	e, err := Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, pkg+" tests:", err)
+		os.Exit(1)
+	}
+	*env = e
+	code := m.Run()
+	if err := e.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, "stop envtest:", err)
+	}
+	os.Exit(code)
+}
+
 // Start starts kube-apiserver and etcd and installs the CRDs from
-// config/crd/bases. Call it once per test package, from TestMain.
+// config/crd/bases. Call it once per test package, from TestMain (Main).
 func Start() (*Env, error) {
 	// Errors only: shown when a test package fails, quiet otherwise.
 	log.SetLogger(logr.FromSlogHandler(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
