@@ -99,6 +99,7 @@ func TestRelayRefusesEveryDeniedAddressClass(t *testing.T) {
 					before := f.srv.Stats().RelayedPackets
 					c := dialRaw(t, tr.network, addr, issue(t, f, keyA))
 					c.mustAllocate(tr.proto)
+					c.deallocateOnCleanup()
 					p := port
 					if tg.peer == "10.96.0.10" {
 						p = 53

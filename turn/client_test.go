@@ -270,6 +270,17 @@ func (c *rawClient) mustAllocate(proto byte) {
 	}
 }
 
+// deallocateOnCleanup deallocates before the socket closes (cleanups run
+// last-in first-out): a later client of the same test may get this UDP
+// source port from the kernel and would find the allocation still there
+// (437). Best effort: the test may have been refused already.
+func (c *rawClient) deallocateOnCleanup() {
+	c.t.Cleanup(func() {
+		v := make([]byte, 4)
+		_, _ = c.roundTrip(c.authed(stun.MethodRefresh, rawAttr(attrLife, v))...)
+	})
+}
+
 func (c *rawClient) request(method stun.Method, setters ...stun.Setter) int {
 	c.t.Helper()
 	res, err := c.roundTrip(c.authed(method, setters...)...)
