@@ -324,7 +324,7 @@ func TestChangingThePoolSpecUpdatesTheChildren(t *testing.T) {
 func TestDeletingThePoolRemovesItsChildren(t *testing.T) {
 	ctx := context.Background()
 	ns := env.Namespace(t)
-	env.StartManager(t, ns)
+	cached := env.StartManager(t, ns)
 	pool := newPool(ns)
 	if err := env.Client.Create(ctx, pool); err != nil {
 		t.Fatal(err)
@@ -348,6 +348,16 @@ func TestDeletingThePoolRemovesItsChildren(t *testing.T) {
 		}
 		return fmt.Errorf("pool still there: %v", err)
 	})
+	// Sweep once the operator has seen the deletion: a reconcile that read
+	// the pool before it went may still be applying children, as it may in a
+	// cluster, where the garbage collector removes such late orphans too.
+	testenv.Eventually(t, "the operator's cache sees the pool gone", func() error {
+		if err := cached.Get(ctx, client.ObjectKey{Namespace: ns, Name: "demo"}, &v1alpha1.SFUPool{}); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("cached pool: %v", err)
+		}
+		return nil
+	})
+	time.Sleep(time.Second) // let a reconcile already in flight finish
 	deleted := sweepOrphans(t, ns)
 	if len(deleted) != len(expectedChildren()) {
 		t.Errorf("garbage collection removed %d objects %v, want the %d children", len(deleted), deleted, len(expectedChildren()))
