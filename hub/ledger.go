@@ -410,7 +410,7 @@ func (l *Ledger) notePod(r usage.Report, egress, sessions, tracks int64, now tim
 	next := &podView{PodStatus: PodStatus{
 		Pod: r.Pod, Pool: r.Pool, Kind: r.Kind, BootID: r.BootID, Seq: int64(r.Seq),
 		ConfigVersion: r.ConfigVersion, Sessions: sessions, Tracks: tracks,
-		LastReport: now, Stopped: r.Final,
+		LastReport: now, Stopped: r.Final, Draining: r.Draining, DrainDeadline: r.DrainDeadline,
 	}, egressTotal: egress, at: now}
 	if ok && p.BootID == r.BootID {
 		if dt := now.Sub(p.at).Seconds(); dt > 0 && egress >= p.egressTotal {
@@ -441,6 +441,9 @@ type PodStatus struct {
 	LastReport           time.Time
 	// Stopped: the pod sent its final report.
 	Stopped bool
+	// Draining and DrainDeadline as the pod's latest report says.
+	Draining      bool
+	DrainDeadline *time.Time
 	// Stale: no report for StaleAfter.
 	Stale bool
 }

@@ -363,6 +363,11 @@ type PoolPod struct {
 	// +optional
 	Draining bool `json:"draining,omitempty"`
 
+	// DrainDeadline is when a draining pod stops even if sessions remain
+	// (the pool's drain timeout after the pod got SIGTERM).
+	// +optional
+	DrainDeadline *metav1.Time `json:"drainDeadline,omitempty"`
+
 	// Sessions is the number of live sessions on the pod.
 	// +optional
 	Sessions int64 `json:"sessions,omitempty"`

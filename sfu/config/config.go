@@ -84,6 +84,11 @@ type Fleet struct {
 	// Peers is a static list of pods (tests, processes without Kubernetes);
 	// an entry here wins over PeerTemplate.
 	Peers []FleetPeer `json:"peers,omitempty"`
+	// Ordinals lists the ordinals of the pool's pods as the operator wants
+	// them now (the StatefulSet's ordinal range). Pods look for peers, for
+	// placement and relays, among these and the static Peers. Empty: only
+	// the static Peers (and the pod itself).
+	Ordinals []int `json:"ordinals,omitempty"`
 }
 
 // FleetPeer is one pod of a static fleet.

@@ -44,6 +44,11 @@ type Report struct {
 	// Final marks the last report of a boot (graceful stop): its gauges
 	// drop out of the live totals at once instead of after staleness.
 	Final bool `json:"final,omitempty"`
+	// Draining: the pod got SIGTERM; it takes no new sessions and keeps its
+	// existing ones until they end or DrainDeadline passes.
+	Draining bool `json:"draining,omitempty"`
+	// DrainDeadline is when a draining pod stops, whatever its sessions.
+	DrainDeadline *time.Time `json:"drainDeadline,omitempty"`
 	// ConfigVersion is the sfu/config.Pod version the process runs.
 	ConfigVersion string      `json:"configVersion,omitempty"`
 	Apps          []AppReport `json:"apps"`
