@@ -99,6 +99,10 @@ test: verify vet envtest chromium helm ## Everything CI checks: generated files,
 	$(GO) test $(TEST_FLAGS) $(TEST_PKGS)
 	cd hack/image && $(GO) test -count=1 ./...
 
+.PHONY: test-e2e
+test-e2e: ## End to end on a local single-node cluster: helm install, pool and app, media across pods, scale-down (root; docs/e2e.md).
+	hack/e2e/run.sh
+
 .PHONY: helm
 helm: $(HELM) ## Build helm into bin/ (pinned) for the chart tests.
 
