@@ -192,10 +192,20 @@ func TestDevAdminAPIChangesTheRateLimitDevEnforces(t *testing.T) {
 	}
 }
 
-func TestDevAdminKeyFlag(t *testing.T) {
-	f, err := parseDevFlags([]string{"--admin-key", "k3y"})
-	if err != nil || f.adminKey != "k3y" {
-		t.Fatalf("--admin-key: %+v %v", f, err)
+// A key given with --admin-key opens the admin API and is not printed.
+func TestDevAdminKeyFromTheFlagIsUsedAndNotPrinted(t *testing.T) {
+	const key = "my-own-dev-admin-key-0123456789"
+	out, _ := startDevInProcess(t, "--turn-port", "-1", "--admin-key", key)
+	base, id := devBaseLine.FindStringSubmatch(out), devAppIDLine.FindStringSubmatch(out)
+	if base == nil || id == nil {
+		t.Fatalf("banner:\n%s", out)
+	}
+	if strings.Contains(out, key) || devAdminKeyLine.MatchString(out) {
+		t.Errorf("the banner prints an admin key although --admin-key gave it:\n%s", out)
+	}
+	url := strings.TrimSuffix(base[1], "/v1") + hub.AdminPathPrefix + id[1]
+	if code, body := adminCall(t, "GET", url, key, ""); code != 200 || decodeAdmin(t, body).App == nil || decodeAdmin(t, body).App.AppID != id[1] {
+		t.Errorf("GET with the --admin-key value: %d %s", code, body)
 	}
 }
 
