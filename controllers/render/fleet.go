@@ -23,3 +23,25 @@ func Fleet(p *v1alpha1.SFUPool, token string) *config.Fleet {
 			strconv.Itoa(HTTPPort),
 	}
 }
+
+// OrdinalRange is the ordinals of a StatefulSet with replicas pods from
+// start: start, start+1, ..., start+replicas-1 (nil for no pods).
+func OrdinalRange(start, replicas int32) []int {
+	if replicas <= 0 {
+		return nil
+	}
+	out := make([]int, 0, replicas)
+	for o := start; o < start+replicas; o++ {
+		out = append(out, int(o))
+	}
+	return out
+}
+
+// SetFleet puts the fleet section into a rendered configuration and
+// recomputes Version. The section is applied live by the pods (it is not
+// part of SFURestartHash): the ordinals change on every scale, and a scale
+// must not roll the pods.
+func SetFleet(p *config.Pod, f *config.Fleet) {
+	p.Fleet = f
+	p.Version = configVersion(*p)
+}
