@@ -3,6 +3,9 @@ package render
 import (
 	"strconv"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/switchboard-rtc/switchboard/api/v1alpha1"
 	"github.com/switchboard-rtc/switchboard/sfu/config"
 )
@@ -44,4 +47,18 @@ func OrdinalRange(start, replicas int32) []int {
 func SetFleet(p *config.Pod, f *config.Fleet) {
 	p.Fleet = f
 	p.Version = configVersion(*p)
+}
+
+// FleetTokenKey is the key of the token in the pool's fleet Secret.
+const FleetTokenKey = "token"
+
+// FleetSecret is the pool's fleet token Secret as the controller creates
+// it, without data (the controller generates the token) and without the
+// owner reference (set by the caller).
+func FleetSecret(pool *v1alpha1.SFUPool) *corev1.Secret {
+	return &corev1.Secret{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
+		ObjectMeta: objectMeta(pool, FleetSecretName(pool), ""),
+		Type:       corev1.SecretTypeOpaque,
+	}
 }
