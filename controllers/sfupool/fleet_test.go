@@ -86,10 +86,12 @@ func TestFleetTokenIsGeneratedOnceAndOrdinalsFollowTheScale(t *testing.T) {
 	if ref := metav1.GetControllerOf(&sec); ref == nil || ref.UID != pool.UID {
 		t.Fatalf("fleet Secret owner %+v, want the pool", ref)
 	}
-	hash, err := restartHash(ctx, ns)
-	if err != nil {
-		t.Fatal(err)
-	}
+	var hash string
+	testenv.Eventually(t, "statefulset written", func() error {
+		var err error
+		hash, err = restartHash(ctx, ns)
+		return err
+	})
 
 	// A new manager (operator restart) keeps the token.
 	stop()
@@ -228,14 +230,24 @@ func poolEvents(ctx context.Context, ns, reason string) ([]eventsv1.Event, error
 	return out, nil
 }
 
+// eventsAbout counts the Events naming pod, repeats included (a repeated
+// Event is one object whose series counts the repeats).
 func eventsAbout(evs []eventsv1.Event, pod string) (n int, notes []string) {
 	for _, e := range evs {
 		if strings.Contains(e.Note, "pod "+pod+" ") {
-			n++
+			n += recorded(e)
 			notes = append(notes, e.Type+": "+e.Note)
 		}
 	}
 	return n, notes
+}
+
+// recorded is how many times an Event was recorded.
+func recorded(e eventsv1.Event) int {
+	if e.Series != nil {
+		return int(e.Series.Count)
+	}
+	return 1
 }
 
 // A pod that drains shows in status with its remaining sessions and
