@@ -9,9 +9,12 @@ func TestHistoryKeepsOneSampleBeforeTheWindowAndSkipsBursts(t *testing.T) {
 	h := NewHistory()
 	var got []Sample
 	for at := time.Duration(0); at <= 10*time.Minute; at += 10 * time.Second {
-		got = h.Add("ns/demo", Sample{At: t0.Add(at)}, 10*time.Second, 5*time.Minute)
+		h.Add("ns/demo", Sample{At: t0.Add(at)}, 10*time.Second, 5*time.Minute)
 		// A reconcile triggered by an event 1 s later adds nothing.
 		got = h.Add("ns/demo", Sample{At: t0.Add(at + time.Second)}, 10*time.Second, 5*time.Minute)
+		if last := got[len(got)-1].At; !last.Equal(t0.Add(at)) {
+			t.Fatalf("a sample 1 s after the last one was kept (latest at %s)", last.Sub(t0))
+		}
 	}
 	first, last := got[0].At.Sub(t0), got[len(got)-1].At.Sub(t0)
 	if first > 5*time.Minute || first < 5*time.Minute-10*time.Second || last != 10*time.Minute {
