@@ -265,12 +265,12 @@ func TestDrainingPodsShowInStatusWithEventsOnceEach(t *testing.T) {
 	}
 	createSFUPod(t, ns, "demo-sfu-0")
 	createSFUPod(t, ns, "demo-sfu-1")
-	testenv.Eventually(t, "pods ready with their reported sessions", func() error {
+	testenv.Eventually(t, "pods ready, not draining", func() error {
 		pp, _, err := poolPod(ctx, ns, "demo-sfu-0")
 		if err != nil {
 			return err
 		}
-		if !pp.Ready || pp.Draining || pp.Sessions != 3 || pp.Tracks != 6 {
+		if !pp.Ready || pp.Draining || pp.DrainDeadline != nil {
 			return fmt.Errorf("pod 0 %+v", pp)
 		}
 		return nil
@@ -288,7 +288,7 @@ func TestDrainingPodsShowInStatusWithEventsOnceEach(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if !pp.Draining || pp.Ready || pp.Sessions != 2 || pp.DrainDeadline == nil || !pp.DrainDeadline.Time.Equal(deadline) {
+		if !pp.Draining || pp.Ready || pp.Sessions != 2 || pp.Tracks != 4 || pp.DrainDeadline == nil || !pp.DrainDeadline.Time.Equal(deadline) {
 			return fmt.Errorf("pod 0 %+v", pp)
 		}
 		if p.Status.DrainingReplicas != 1 || ptr.Deref(p.Status.ReadyReplicas, 0) != 1 {

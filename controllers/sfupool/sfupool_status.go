@@ -58,10 +58,10 @@ func desiredReplicas(s *scope) int32 {
 	return ptr.Deref(s.pool.Spec.Replicas, v1alpha1.DefaultSFUReplicas)
 }
 
-// podStatus lists the SFU pods with their load and drain state. Load comes
-// from the pod's latest report when the hub has one (kept from the old
-// status otherwise, or when the pod stopped reporting, so a finished drain
-// still shows what it left). A pod drains when it is being deleted or says
+// podStatus lists the SFU pods with their load and drain state. A
+// draining pod's load comes from its latest report (kept from the old
+// status when it stopped reporting, so a finished drain still shows what it
+// left); other pods keep the load in status. A pod drains when it is being deleted or says
 // so in its report; its deadline is the one it reported, else the end of
 // its grace period less the margin the operator adds to the drain timeout.
 func podStatus(s *scope, old []v1alpha1.PoolPod) (ready, draining int32, pods []v1alpha1.PoolPod) {
@@ -85,8 +85,12 @@ func podStatus(s *scope, old []v1alpha1.PoolPod) (ready, draining int32, pods []
 			pp.MediaAddress = pod.Status.HostIP
 		}
 		o, hadPrev := prev[pod.Name]
+		// The load of a draining pod (its remaining sessions) comes
+		// straight from its report; other pods' load is written by the
+		// hub's throttled status writer (controllers/metering), so periodic
+		// reconciles of load-driven pools do not rewrite status each time.
 		switch {
-		case live:
+		case live && pp.Draining:
 			pp.Sessions, pp.Tracks, pp.EgressBytesPerSecond = rep.Sessions, rep.Tracks, rep.EgressBytesPerSecond
 			pp.ConfigVersion = rep.ConfigVersion
 		case hadPrev:
