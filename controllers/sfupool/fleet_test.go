@@ -252,12 +252,13 @@ func recorded(e eventsv1.Event) int {
 
 // A pod that drains shows in status with its remaining sessions and
 // deadline from its reports; DrainStarted and DrainFinished are recorded
-// once each, and a drain that runs into its deadline says so.
+// once each, across an operator restart too, and a drain that runs into
+// its deadline says so.
 func TestDrainingPodsShowInStatusWithEventsOnceEach(t *testing.T) {
 	ctx := context.Background()
 	ns := env.Namespace(t)
 	pods := newFakePods(t, ns)
-	startManager(t, ns, controllers.Options{Reports: pods.ledger})
+	stop := startManager(t, ns, controllers.Options{Reports: pods.ledger})
 	pods.report("demo-sfu-0", 3)
 	pods.report("demo-sfu-1", 4)
 	if err := env.Client.Create(ctx, newPool(ns)); err != nil {
@@ -297,6 +298,10 @@ func TestDrainingPodsShowInStatusWithEventsOnceEach(t *testing.T) {
 		return nil
 	})
 	waitPoolEvent(t, ns, "demo", corev1.EventTypeNormal, sfupool.EventDrainStarted)
+	// The operator restarts mid-drain: the stored status says the drain
+	// started already, so the new manager does not record it again.
+	stop()
+	startManager(t, ns, controllers.Options{Reports: pods.ledger})
 
 	// Its sessions end; the status follows (the pool is polled while a pod
 	// drains); then it stops.
