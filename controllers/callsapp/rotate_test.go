@@ -154,3 +154,40 @@ func TestNewAppWithRotateSecretRecordsTheValueWithoutRotating(t *testing.T) {
 		t.Fatalf("%d SecretRotated Events for a new app (%v)", n, err)
 	}
 }
+
+// A rotation whose status write was lost (the Secret already says it was
+// rotated for this value) is recorded, not repeated.
+func TestRotationWithLostStatusWriteIsNotRepeated(t *testing.T) {
+	ctx := context.Background()
+	ns := env.Namespace(t)
+	env.StartManager(t, ns)
+	create(t, newPool(ns), newApp(ns, "demo-app", "demo"))
+	_, secret := waitCredentials(t, ns, "demo-app")
+	current := string(secret.Data[v1alpha1.SecretKeyAppSecret])
+	env.Update(t, secret, func() {
+		if secret.Annotations == nil {
+			secret.Annotations = map[string]string{}
+		}
+		secret.Annotations[v1alpha1.AnnotationRotatedFor] = "r1"
+	})
+	app := &v1alpha1.CallsApp{}
+	app.Name, app.Namespace = "demo-app", ns
+	env.Update(t, app, func() {
+		app.Annotations = map[string]string{v1alpha1.AnnotationRotateSecret: "r1"}
+	})
+	testenv.Eventually(t, "rotation recorded", func() error {
+		if err := get(ctx, ns, "demo-app", app); err != nil {
+			return err
+		}
+		if app.Status.SecretRotation != "r1" {
+			return fmt.Errorf("status rotation %q", app.Status.SecretRotation)
+		}
+		return nil
+	})
+	if err := get(ctx, ns, "demo-app-credentials", secret); err != nil || string(secret.Data[v1alpha1.SecretKeyAppSecret]) != current {
+		t.Fatalf("the secret was rotated a second time for the same value (%v)", err)
+	}
+	if _, n, err := recordedEvents(ctx, ns, "demo-app", callsapp.EventSecretRotated); err != nil || n != 0 {
+		t.Fatalf("%d SecretRotated Events (%v), want none", n, err)
+	}
+}
