@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -57,13 +58,24 @@ func turnClient(t *testing.T, server, username, password string) (*pionturn.Clie
 // sfu` pod, wired as in production) is refused by both TURN pods of the
 // pool within 5 s, and the allocations it already held on them are
 // closed: the revocation travels pod → hub → every TURN pod's long-poll.
+// With the hub gone the pods keep refusing it, and a TURN pod started
+// then refuses it too, from the persisted list in its config mount.
 func TestRevokeThroughOnePodIsRefusedByEveryTURNPod(t *testing.T) {
 	const appA, appSecret, apiToken, hubToken = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "app-secret", "turn-api-token", "hub-token"
 	ledger := hub.NewLedger(hub.LedgerOptions{})
 	ledger.SetApp(appA, hub.DefaultBilling)
 	ledger.SetReady()
 	configs := hub.NewConfigStore()
-	hubSrv := httptest.NewServer((&hub.Server{Ledger: ledger, Configs: configs, Token: hubToken}).Handler())
+	var hubHandler atomic.Pointer[http.Handler] // nil: the manager is down
+	setHub := func(h http.Handler) { hubHandler.Store(&h) }
+	setHub((&hub.Server{Ledger: ledger, Configs: configs, Token: hubToken}).Handler())
+	hubSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h := hubHandler.Load(); h != nil && *h != nil {
+			(*h).ServeHTTP(w, r)
+			return
+		}
+		http.Error(w, "manager down", http.StatusBadGateway)
+	}))
 	defer hubSrv.Close()
 
 	turnPorts := []int{freeTCPUDPPort(t), freeTCPUDPPort(t)}
@@ -202,7 +214,7 @@ func TestRevokeThroughOnePodIsRefusedByEveryTURNPod(t *testing.T) {
 				t.Fatalf("TURN pod %d (%s) still holds the revoked allocation 5 s after the 204", i+1, a.server)
 			}
 			_, _ = a.peer.Write([]byte("ping"))
-			_ = a.peer.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+			_ = a.peer.SetReadDeadline(time.Now().Add(5 * time.Millisecond))
 			if _, err := a.peer.Read(buf); errors.Is(err, syscall.ECONNREFUSED) {
 				closedAfter = time.Since(revoked)
 			}
@@ -222,7 +234,8 @@ func TestRevokeThroughOnePodIsRefusedByEveryTURNPod(t *testing.T) {
 		t.Fatalf("hub holds %+v, want the revoked username", got)
 	}
 
-	// Another credential of the same key still works on both pods.
+	// A fresh credential of the same key (legacy generate) for the checks
+	// below: it proves a pod serves while the revoked one is refused.
 	req, _ = http.NewRequest(http.MethodPost, api+"generate", nil)
 	req.Header.Set("Authorization", "Bearer "+apiToken)
 	res, err = http.DefaultClient.Do(req)
@@ -236,9 +249,60 @@ func TestRevokeThroughOnePodIsRefusedByEveryTURNPod(t *testing.T) {
 		t.Fatalf("generate: %d %v", res.StatusCode, err)
 	}
 	_ = res.Body.Close()
-	for _, a := range allocs {
-		if _, _, err := turnClient(t, a.server, legacy.ICEServers.Username, legacy.ICEServers.Credential); err != nil {
-			t.Fatalf("a fresh credential was refused on %s: %v", a.server, err)
+	fresh := legacy.ICEServers
+	// servesOnlyFresh: the pod at server allocates for the fresh
+	// credential (waiting up to 10 s for it to start) and refuses the
+	// revoked one.
+	servesOnlyFresh := func(server, when string) {
+		t.Helper()
+		var err error
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			if _, _, err = turnClient(t, server, fresh.Username, fresh.Credential); err == nil || time.Now().After(deadline) {
+				break
+			}
 		}
+		if err != nil {
+			t.Fatalf("%s: a fresh credential was refused on %s: %v", when, server, err)
+		}
+		if _, _, err := turnClient(t, server, cred.Username, cred.Credential); err == nil {
+			t.Fatalf("%s: %s accepted the revoked credential", when, server)
+		}
+	}
+
+	// The hub goes away (manager restart): the pods keep refusing, and a
+	// TURN pod that starts meanwhile finds the list the manager persisted
+	// in the config Secret, mounted beside its configuration file.
+	persisted := configs.Revocations().Snapshot(pod.Pool)
+	if err := os.WriteFile(filepath.Join(dir, hub.RevocationsFileName), persisted, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	setHub(nil)
+	hubSrv.CloseClientConnections() // end the parked long-polls
+	port3 := freeTCPUDPPort(t)
+	d3 := make(chan error, 1)
+	done = append(done, d3)
+	go func() {
+		d3 <- runTURN(ctx, []string{"--config", cfgPath, "--listen-ip", "127.0.0.1", "--udp", fmt.Sprint(port3),
+			"--tcp", "0", "--tls", "0", "--drain-timeout", "0s", "--public-ip", "127.0.0.1", "--health-listen", ""})
+	}()
+	servers := []string{allocs[0].server, allocs[1].server, fmt.Sprintf("127.0.0.1:%d", port3)}
+	for _, server := range servers {
+		servesOnlyFresh(server, "hub down")
+	}
+
+	// The manager is back with a store restored from what it persisted.
+	restarted := hub.NewConfigStore()
+	if err := restarted.Set(pod.Pool, pod, 1); err != nil {
+		t.Fatal(err)
+	}
+	l, err := hub.ParseRevocationList(persisted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	restarted.Revocations().Merge(pod.Pool, l.Revocations)
+	setHub((&hub.Server{Ledger: ledger, Configs: restarted, Token: hubToken}).Handler())
+	time.Sleep(1500 * time.Millisecond) // the pods' polls find it again
+	for _, server := range servers {
+		servesOnlyFresh(server, "hub restarted")
 	}
 }
