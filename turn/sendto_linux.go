@@ -42,8 +42,14 @@ func newRawSender(c *net.UDPConn) *rawSender {
 }
 
 func (s *rawSender) sendto(fd uintptr) bool {
-	_, _, e := unix.RawSyscall6(unix.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&s.p[0])), uintptr(len(s.p)),
-		unix.MSG_DONTWAIT, uintptr(unsafe.Pointer(&s.sa)), unsafe.Sizeof(s.sa))
+	var e syscall.Errno
+	for {
+		_, _, e = unix.RawSyscall6(unix.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&s.p[0])), uintptr(len(s.p)),
+			unix.MSG_DONTWAIT, uintptr(unsafe.Pointer(&s.sa)), unsafe.Sizeof(s.sa))
+		if e != unix.EINTR {
+			break
+		}
+	}
 	if e == unix.EAGAIN {
 		return false
 	}
