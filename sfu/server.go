@@ -53,8 +53,8 @@ type Options struct {
 	// TURNRevocations receives the revoke calls of the TURN credentials API
 	// (served at /v1/turn/keys/ with the keys and URLs of Config.TURN). When
 	// nil the set is local to this process; `switchboard dev` passes its
-	// TURN server's set so a revoked username is refused at once. Carrying
-	// revocations to a fleet's TURN pods is not built (docs/turn.md).
+	// TURN server's set so a revoked username is refused at once;
+	// `switchboard sfu` passes one that also forwards to the hub (docs/turn.md).
 	TURNRevocations turn.Revocations
 }
 
@@ -161,6 +161,7 @@ func New(o Options) (*Server, error) {
 	s.handler = api.New(api.Options{Apps: s.apps, Sessions: s.sessions, Clock: o.Clock, Logger: log,
 		MaxBodyBytes: o.MaxBodyBytes, MaxSDPBytes: o.MaxSDPBytes,
 		OnRequest: o.Hooks.Request, OnRateLimited: o.Hooks.RateLimited, TURN: s.turnAPI})
+	registerForwardMetrics(s.Registry())
 	s.router = s.newRouter()
 	log.Info("sfu ready", "udp", conn.LocalAddr().String(), "apps", len(cfg.Apps), "advertise", o.AdvertiseIPs)
 	return s, nil

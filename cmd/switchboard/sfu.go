@@ -99,6 +99,7 @@ func runSFU(ctx context.Context, args []string) error {
 	srv, err = sfu.New(sfu.Options{
 		Config: &cfg, UDPConn: pm.conn(udp), Hooks: pm.hooks(),
 		AdvertiseIPs: advertiseIPs(*advertise, cfg.Media.Exposure), Logger: log, PodOrdinal: *ordinal,
+		TURNRevocations: newFleetRevocations(ctx, log, pm.config), // to the hub: docs/turn.md
 	})
 	if err != nil {
 		_ = udp.Close()
