@@ -64,7 +64,7 @@ end_phase() {
 	[[ -n $cur ]] || return 0
 	local s
 	s=$(secs "$cur_t" "$EPOCHREALTIME")
-	rows+=("$(printf '%-52s %7s s' "$cur" "$s")")
+	rows+=("$(printf '%-58s %7s s' "$cur" "$s")")
 	echo "e2e: ---- $cur: ${s}s"
 	cur=
 }
@@ -74,7 +74,7 @@ summary() {
 	echo
 	echo "e2e: phase times ($status)"
 	printf '   %s\n' "${rows[@]}"
-	printf '   %-52s %7s s\n' "total" "$(secs "$t0" "$EPOCHREALTIME")"
+	printf '   %-58s %7s s\n' "total" "$(secs "$t0" "$EPOCHREALTIME")"
 }
 # add_test_rows puts the phases the test binary timed inside "clients" into
 # the table, indented.
@@ -82,7 +82,7 @@ add_test_rows() {
 	[[ -s $GO_TIMINGS ]] || return 0
 	local name s
 	while IFS=$'\t' read -r name s; do
-		rows+=("$(printf '  %-50s %7s s' "$name" "$s")")
+		rows+=("$(printf '  %-56s %7s s' "$name" "$s")")
 	done <"$GO_TIMINGS"
 }
 
@@ -190,9 +190,11 @@ begin "clients in the netns (test/cluster)"
 rm -f "$GO_TIMINGS"
 # shellcheck disable=SC2086 # E2E_TEST_FLAGS is a list of flags
 E2E_NAMESPACE=$NS E2E_POOL=$POOL E2E_APP=$APP E2E_REPLICAS=$REPLICAS E2E_DRAIN_TIMEOUT=$DRAIN_TIMEOUT \
-	E2E_TIMINGS=$GO_TIMINGS "$CLUSTER_DIR/in-netns" "$TEST_BIN" -test.v -test.timeout=20m ${E2E_TEST_FLAGS:-}
+	E2E_TIMINGS=$GO_TIMINGS "$CLUSTER_DIR/in-netns" "$TEST_BIN" -test.v -test.timeout=20m ${E2E_TEST_FLAGS:-} ||
+	test_rc=$?
 end_phase
 add_test_rows
+((${test_rc:-0} == 0)) || exit "$test_rc"
 
 # ---------------------------------------------------------------- teardown
 begin "delete app and pool, children gone"

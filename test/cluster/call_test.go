@@ -34,8 +34,7 @@ func TestCallThroughTheFleetSurvivesScaleDown(t *testing.T) {
 		t.Fatalf("callsapp %s status names no Secret or app ID: %+v", e.app, app.Status)
 	}
 	api := &calls{appID: e.secretValue(t, app.Status.CredentialsSecretName, "appId"),
-		secret: e.secretValue(t, app.Status.CredentialsSecretName, "appSecret"),
-		http:   &http.Client{Timeout: 30 * time.Second}}
+		secret: e.secretValue(t, app.Status.CredentialsSecretName, "appSecret")}
 	if api.appID != app.Status.AppID {
 		t.Fatalf("Secret's appId %q, status.appID %q", api.appID, app.Status.AppID)
 	}
@@ -44,6 +43,14 @@ func TestCallThroughTheFleetSurvivesScaleDown(t *testing.T) {
 	svc := strings.TrimSpace(e.kubectl(t, "get", "service", e.pool+"-api", "-o",
 		`jsonpath={.spec.clusterIP}:{.spec.ports[?(@.name=="http")].port}`))
 	api.base = "http://" + svc
+	// Each participant is its own client with its own connections, as
+	// separate users are: kube-proxy sends each to any pod of the pool, so
+	// calls for a session also arrive at pods that do not own it.
+	client := func() *calls {
+		c := *api
+		c.http = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{}}
+		return &c
+	}
 	t.Logf("app %s, endpoint in status %s, API Service %s", api.appID, app.Status.Endpoint, api.base)
 	if !strings.HasSuffix(app.Status.Endpoint, "/v1/apps/"+api.appID) {
 		t.Errorf("status.endpoint %q does not end in /v1/apps/%s", app.Status.Endpoint, api.appID)
@@ -61,8 +68,9 @@ func TestCallThroughTheFleetSurvivesScaleDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pubSID := api.newSession(t)
-	pr := api.tracks(t, "/sessions/"+pubSID+"/tracks/new", map[string]any{
+	pubAPI := client()
+	pubSID := pubAPI.newSession(t)
+	pr := pubAPI.tracks(t, "/sessions/"+pubSID+"/tracks/new", map[string]any{
 		"sessionDescription": localSDP(t, pub.pc, offer),
 		"tracks":             []map[string]string{{"location": "local", "mid": "0", "trackName": "video"}},
 	})
@@ -84,9 +92,10 @@ func TestCallThroughTheFleetSurvivesScaleDown(t *testing.T) {
 	subs := []*subscriber{newSubscriber(t, "subscriber 1"), newSubscriber(t, "subscriber 2")}
 	sids := []string{pubSID}
 	for _, s := range subs {
-		sid := api.newSession(t)
+		subAPI := client()
+		sid := subAPI.newSession(t)
 		sids = append(sids, sid)
-		sr := api.tracks(t, "/sessions/"+sid+"/tracks/new", map[string]any{
+		sr := subAPI.tracks(t, "/sessions/"+sid+"/tracks/new", map[string]any{
 			"tracks": []map[string]string{{"location": "remote", "sessionId": pubSID, "trackName": "video"}},
 		})
 		if sr.SessionDescription == nil || sr.SessionDescription.Type != "offer" {
@@ -99,7 +108,7 @@ func TestCallThroughTheFleetSurvivesScaleDown(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		api.call(t, "PUT", "/sessions/"+sid+"/renegotiate", map[string]any{"sessionDescription": localSDP(t, s.pc, ans)}, http.StatusOK)
+		subAPI.call(t, "PUT", "/sessions/"+sid+"/renegotiate", map[string]any{"sessionDescription": localSDP(t, s.pc, ans)}, http.StatusOK)
 		eventually(t, 30*time.Second, func() error {
 			if s.good.Load() < 2*frameRate {
 				return fmt.Errorf("%s decoded %d frames (%d corrupt), want %d; publisher sent %d, keyframe requests %d",
@@ -114,7 +123,11 @@ func TestCallThroughTheFleetSurvivesScaleDown(t *testing.T) {
 		if i > 0 {
 			who = subs[i-1].name
 		}
-		pods[ordinal(t, sid)] = append(pods[ordinal(t, sid)], who)
+		o := ordinal(t, sid)
+		if o >= e.replicas {
+			t.Fatalf("session %s of the %s names pod ordinal %d: the pool has pods 0-%d", sid, who, o, e.replicas-1)
+		}
+		pods[o] = append(pods[o], who)
 	}
 	t.Logf("sessions by pod ordinal: %v", pods)
 	for _, s := range subs {
@@ -230,7 +243,7 @@ func TestCallThroughTheFleetSurvivesScaleDown(t *testing.T) {
 		t.Errorf("SFUPool status never listed %s as draining", drainPod)
 	}
 	// A session opened now must not land on the draining pod.
-	if o := ordinal(t, api.newSession(t)); o == drainOrd {
+	if o := ordinal(t, client().newSession(t)); o == drainOrd {
 		t.Errorf("a new session landed on the draining pod %s", drainPod)
 	}
 	show("while " + drainPod + " drains")
