@@ -3,6 +3,7 @@
 package cluster
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -87,6 +88,25 @@ func TestCallThroughTheFleetSurvivesScaleDown(t *testing.T) {
 	}
 	pub.start()
 	defer pub.halt()
+	// As with Calls, a track can be pulled once the SFU receives it.
+	eventually(t, 20*time.Second, func() error {
+		var st struct {
+			Tracks []struct {
+				TrackName string `json:"trackName"`
+				Status    string `json:"status"`
+			} `json:"tracks"`
+		}
+		raw := pubAPI.call(t, "GET", "/sessions/"+pubSID, nil, http.StatusOK)
+		if err := json.Unmarshal(raw, &st); err != nil {
+			return fmt.Errorf("GET session: %v: %s", err, raw)
+		}
+		for _, tr := range st.Tracks {
+			if tr.TrackName == "video" && tr.Status == "active" {
+				return nil
+			}
+		}
+		return fmt.Errorf("published track not active yet: %s", raw)
+	})
 
 	tm.begin(t, "pull from sessions on the other pods, frames decoded")
 	subs := []*subscriber{newSubscriber(t, "subscriber 1"), newSubscriber(t, "subscriber 2")}
@@ -221,8 +241,9 @@ func TestCallThroughTheFleetSurvivesScaleDown(t *testing.T) {
 		var ps poolStatus
 		e.getJSON(t, &ps, "sfupool", e.pool)
 		for _, pp := range ps.Status.Pods {
-			if pp.Name == drainPod && pp.Draining {
+			if pp.Name == drainPod && pp.Draining && !sawDraining {
 				sawDraining = true
+				t.Logf("SFUPool status: %s draining, %d session(s), deadline %s", pp.Name, pp.Sessions, pp.DrainDeadline)
 			}
 		}
 	}
@@ -274,6 +295,43 @@ func TestCallThroughTheFleetSurvivesScaleDown(t *testing.T) {
 			return fmt.Errorf("pool status: ready %v, draining %d; want %d ready, none draining",
 				ps.Status.ReadyReplicas, ps.Status.DrainingReplicas, e.replicas-1)
 		}
+		return nil
+	})
+	tm.begin(t, "status and events after the call")
+	eventually(t, 60*time.Second, func() error {
+		var a appStatus
+		e.getJSON(t, &a, "callsapp", e.app)
+		var ps poolStatus
+		e.getJSON(t, &ps, "sfupool", e.pool)
+		if a.Status.Live == nil || a.Status.Live.Sessions != 0 || ps.Status.Sessions == nil || *ps.Status.Sessions != 0 {
+			return fmt.Errorf("after the call: app live %+v, pool sessions %v; want 0", a.Status.Live, ps.Status.Sessions)
+		}
+		return nil
+	})
+	eventually(t, 30*time.Second, func() error {
+		var evs struct {
+			Items []struct {
+				Reason  string `json:"reason"`
+				Message string `json:"message"`
+			} `json:"items"`
+		}
+		e.getJSON(t, &evs, "events", "--field-selector", "involvedObject.kind=SFUPool,involvedObject.name="+e.pool)
+		var started, finished string
+		for _, ev := range evs.Items {
+			if !strings.Contains(ev.Message, drainPod) {
+				continue
+			}
+			switch ev.Reason {
+			case "DrainStarted":
+				started = ev.Message
+			case "DrainFinished":
+				finished = ev.Message
+			}
+		}
+		if started == "" || finished == "" {
+			return fmt.Errorf("SFUPool events for %s: DrainStarted %q, DrainFinished %q; want both", drainPod, started, finished)
+		}
+		t.Logf("SFUPool events: DrainStarted %q; DrainFinished %q", started, finished)
 		return nil
 	})
 	show("after the call")
