@@ -54,6 +54,7 @@ func (rt *Router) place(w http.ResponseWriter, r *http.Request, m *Members) {
 			continue
 		}
 		if rt.tryPlace(w, r, addr, m.Token(), body) {
+			rt.View.Placed(c.Ordinal)
 			rt.Logger.Debug("new session placed on peer", "ordinal", c.Ordinal, "sessions", c.Sessions)
 			return
 		}

@@ -233,3 +233,34 @@ func TestRouterPlacesNewSessionsAndFallsBackPastFailingPods(t *testing.T) {
 		t.Fatalf("draining with no peer: %d, local body %q, pod 1 asked %d times", w.Code, localBody, len(full.served()))
 	}
 }
+
+// Within one poll interval the entry pod counts the sessions it placed,
+// so a burst spreads over the peers instead of all going to the one that
+// looked emptiest at the last poll.
+func TestBurstOfNewSessionsSpreadsBeforeTheNextPoll(t *testing.T) {
+	p1 := newFakePod(t, http.StatusCreated, Load{Ordinal: 1, Ready: true, Sessions: 0})
+	p2 := newFakePod(t, http.StatusCreated, Load{Ordinal: 2, Ready: true, Sessions: 1})
+	m := NewMembers(0, &config.Fleet{Token: testToken, Peers: []config.FleetPeer{
+		{Ordinal: 1, Address: p1.srv.Listener.Addr().String()},
+		{Ordinal: 2, Address: p2.srv.Listener.Addr().String()},
+	}})
+	members := func() *Members { return m }
+	v := NewView(ViewOptions{Members: members})
+	defer v.Close()
+	v.Poll(context.Background())
+	rt := NewRouter(members, http.NotFoundHandler(), nil, nil)
+	rt.Self = func() Load { return Load{Ordinal: 0, Ready: true, Sessions: 9} }
+	rt.View = v
+	for range 4 {
+		w := httptest.NewRecorder()
+		rt.ServeHTTP(w, httptest.NewRequest("POST", "/v1/apps/a/sessions/new", strings.NewReader("{}")))
+		if w.Code != http.StatusCreated {
+			t.Fatalf("placement: %d %s", w.Code, w.Body)
+		}
+	}
+	// Known loads 0 and 1: pod 1, then a tie (pod 1 by ordinal), then pod
+	// 2 (2 against 1), then a tie again (pod 1).
+	if n1, n2 := len(p1.served()), len(p2.served()); n1 != 3 || n2 != 1 {
+		t.Fatalf("pod 1 got %d and pod 2 got %d of 4 new sessions, want 3 and 1", n1, n2)
+	}
+}

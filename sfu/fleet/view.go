@@ -195,6 +195,19 @@ func (v *View) fetch(ctx context.Context, addr, token string) (Load, error) {
 	return l, err
 }
 
+// Placed counts a session just placed on peer ordinal in its known load,
+// so that a burst of sessions/new within one poll interval spreads over
+// the peers instead of piling onto the one that looked emptiest. The next
+// poll replaces the estimate with the peer's own count.
+func (v *View) Placed(ordinal int) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if p, ok := v.peers[ordinal]; ok {
+		p.load.Sessions++
+		v.peers[ordinal] = p
+	}
+}
+
 // Forget drops what is known of peer ordinal (it failed to take a
 // forwarded call); the next successful poll brings it back.
 func (v *View) Forget(ordinal int) { v.forget(ordinal) }
