@@ -268,6 +268,7 @@ func (s *Server) Close() error {
 	s.closed = true
 	s.mu.Unlock()
 	s.view.Close()
+	s.router.CloseIdleConnections()
 	s.relayDest.Close()
 	s.relaySource.Close()
 	s.sessions.Close()

@@ -148,3 +148,11 @@ func writeErr(w http.ResponseWriter, status int, code, desc string) {
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(map[string]string{"errorCode": code, "errorDescription": desc})
 }
+
+// CloseIdleConnections closes the router's idle connections to peers
+// (forwarded calls and placements); the server calls it when it closes.
+func (rt *Router) CloseIdleConnections() {
+	if t, ok := rt.transport.(interface{ CloseIdleConnections() }); ok {
+		t.CloseIdleConnections()
+	}
+}
