@@ -32,9 +32,17 @@ func isNewSession(path string) bool {
 // body as is). A peer that cannot be reached or answers 503 (draining
 // meanwhile, or an app's per-pod session cap) is skipped and forgotten
 // until its next poll; when no peer takes the session it is served here,
-// which answers 503 only if this pod is draining too.
+// which answers 503 only if this pod is draining too. A draining pod whose
+// view holds no available peer polls its peers once more before that.
 func (rt *Router) place(w http.ResponseWriter, r *http.Request, m *Members) {
-	order := Order(rt.Self(), rt.View.Peers())
+	self := rt.Self()
+	order := Order(self, rt.View.Peers())
+	if len(order) == 0 && !self.Available() {
+		// Draining and no peer known to take it (the view may be older
+		// than the drain, or empty just after start): ask the peers now.
+		rt.View.Refresh(r.Context())
+		order = Order(self, rt.View.Peers())
+	}
 	if len(order) == 0 || order[0].Ordinal == m.Self() {
 		rt.Local.ServeHTTP(w, r)
 		return

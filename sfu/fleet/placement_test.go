@@ -264,3 +264,23 @@ func TestBurstOfNewSessionsSpreadsBeforeTheNextPoll(t *testing.T) {
 		t.Fatalf("pod 1 got %d and pod 2 got %d of 4 new sessions, want 3 and 1", n1, n2)
 	}
 }
+
+// A pod that starts draining before it has heard from its peers asks them
+// on the spot instead of refusing the session.
+func TestDrainingPodWithAnEmptyViewAsksItsPeersBeforeRefusing(t *testing.T) {
+	p1 := newFakePod(t, http.StatusCreated, Load{Ordinal: 1, Ready: true, Sessions: 3})
+	m := NewMembers(0, &config.Fleet{Token: testToken, Peers: []config.FleetPeer{{Ordinal: 1, Address: p1.srv.Listener.Addr().String()}}})
+	members := func() *Members { return m }
+	v := NewView(ViewOptions{Members: members})
+	defer v.Close()
+	rt := NewRouter(members, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}), nil, nil)
+	rt.Self = func() Load { return Load{Ordinal: 0, Ready: false, Draining: true} }
+	rt.View = v
+	w := httptest.NewRecorder()
+	rt.ServeHTTP(w, httptest.NewRequest("POST", "/apps/a/sessions/new", strings.NewReader("{}")))
+	if w.Code != http.StatusCreated || len(p1.served()) != 1 {
+		t.Fatalf("draining pod with an empty view: %d %s, peer served %d", w.Code, w.Body, len(p1.served()))
+	}
+}

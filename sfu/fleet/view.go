@@ -48,6 +48,10 @@ type View struct {
 	peers   map[int]seen
 	running bool
 
+	// pollMu serialises Refresh; lastPoll is when the last poll ended.
+	pollMu   sync.Mutex
+	lastPoll time.Time
+
 	stop chan struct{}
 	done chan struct{}
 	once sync.Once
@@ -128,6 +132,23 @@ func (v *View) Close() {
 	})
 }
 
+// refreshEvery bounds how often Refresh polls on demand.
+const refreshEvery = 250 * time.Millisecond
+
+// Refresh polls now unless a poll ended within the last 250 ms. Placement
+// calls it when its view offers no pod at all (a draining pod that has
+// not heard from its peers yet), rather than refusing the session.
+func (v *View) Refresh(ctx context.Context) {
+	v.pollMu.Lock()
+	defer v.pollMu.Unlock()
+	v.mu.Lock()
+	recent := time.Since(v.lastPoll) < refreshEvery
+	v.mu.Unlock()
+	if !recent {
+		v.Poll(ctx)
+	}
+}
+
 // Poll asks every peer for its load once, concurrently, and keeps the
 // answers. A peer that does not answer, answers badly or names another
 // ordinal is forgotten until it answers again.
@@ -167,6 +188,7 @@ func (v *View) Poll(ctx context.Context) {
 		keep[o] = true
 	}
 	v.mu.Lock()
+	v.lastPoll = time.Now()
 	for o := range v.peers {
 		if !keep[o] {
 			delete(v.peers, o)
