@@ -107,6 +107,7 @@ func runSFU(ctx context.Context, args []string) error {
 	}
 	defer func() { _ = srv.Close() }()
 	pm.observe(srv)
+	pm.forwardedBy(srv.FleetForwarded)
 	if err := pm.register(srv.Registry()); err != nil {
 		return fmt.Errorf("register usage metrics: %w", err)
 	}
@@ -133,8 +134,15 @@ func runSFU(ctx context.Context, args []string) error {
 		return nil
 	case <-ctx.Done():
 	}
-	log.Info("shutting down")
+	// Drain (docs/fleet.md "Drain"): unready at once, new sessions go to
+	// peers, existing sessions and relays to other pods continue until
+	// they end or the pool's drain timeout; the hub hears of it at once.
+	timeout := time.Duration(srv.Config().Media.DrainTimeoutSeconds) * time.Second
+	deadline := time.Now().Add(timeout)
 	srv.Drain()
+	pm.drain(deadline)
+	res := srv.DrainUntil(context.Background(), deadline)
+	log.Info("shutting down", "sessionsLeft", res.Sessions, "timedOut", res.TimedOut)
 	sctx, cancel := context.WithTimeout(context.Background(), *shutdown)
 	defer cancel()
 	if err := hs.Shutdown(sctx); err != nil {
