@@ -101,11 +101,12 @@ diagnose() {
 	k describe pods -n "$NS" || true
 	k describe pods -n "$OP_NS" || true
 	k get events -A --sort-by=.lastTimestamp || true
-	local p
-	for p in $(k get pods -n "$OP_NS" -o name 2>/dev/null) $(k get pods -n "$NS" -o name 2>/dev/null); do
-		echo "e2e: ==== logs of $p"
-		k logs -n "${p%%/*}" "$p" --all-containers --tail=200 2>/dev/null ||
-			k logs -n "$NS" "$p" --all-containers --tail=200 || true
+	local ns p
+	for ns in "$OP_NS" "$NS"; do
+		for p in $(k get pods -n "$ns" -o name 2>/dev/null); do
+			echo "e2e: ==== logs of $ns/$p"
+			k logs -n "$ns" "$p" --all-containers --tail=200 || true
+		done
 	done
 }
 

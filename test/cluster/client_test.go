@@ -106,8 +106,20 @@ type tracksResp struct {
 
 func (c *calls) tracks(t *testing.T, path string, body any) tracksResp {
 	t.Helper()
+	st, raw, err := c.do("POST", path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return checkTracks(t, path, st, raw)
+}
+
+// checkTracks decodes a tracks/new answer and fails on any error in it.
+func checkTracks(t *testing.T, path string, st int, raw []byte) tracksResp {
+	t.Helper()
+	if st != http.StatusOK {
+		t.Fatalf("POST %s: %d %s (want 200)", path, st, raw)
+	}
 	var r tracksResp
-	raw := c.call(t, "POST", path, body, http.StatusOK)
 	if err := json.Unmarshal(raw, &r); err != nil {
 		t.Fatalf("%s: %v: %s", path, err, raw)
 	}
