@@ -116,7 +116,9 @@ on_exit() {
 	((finished)) && exit "$rc"
 	set +e
 	end_phase
-	echo "e2e: FAILED (exit $rc) in phase '${rows[-1]:-start}'"
+	local last=start
+	((${#rows[@]} == 0)) || last=${rows[-1]}
+	echo "e2e: FAILED (exit $rc) in phase '$last'"
 	diagnose
 	if ((KEEP)); then
 		echo "e2e: E2E_KEEP=1: the cluster stays up; make cluster-down removes it"
@@ -131,14 +133,8 @@ on_exit() {
 trap on_exit EXIT
 trap 'exit 130' INT TERM
 
-# waitk DESC TIMEOUT_S KUBECTL_ARGS... polls a kubectl command until it
-# succeeds; on timeout it says what it waited for.
-waitk() {
-	local desc=$1 timeout=$2
-	shift 2
-	waitfor "$desc" "$timeout" kc "$@"
-}
-# gone KIND... (in $NS) succeeds when no object of these kinds is left.
+# gone KUBECTL_GET_ARGS... succeeds when kubectl get lists nothing (and fails
+# when kubectl itself fails, so an unknown kind is never "gone").
 gone() {
 	local out
 	out=$(kc get "$@" -o name) || return 1
@@ -163,7 +159,7 @@ fi
 
 begin "image import"
 "$CLUSTER_DIR/load-image" "$REPO_ROOT/bin/switchboard-image.tar"
-ctrk images ls -q | grep -qx "docker.io/library/$IMAGE" ||
+ctrk images ls -q | grep -qx -e "$IMAGE" -e "docker.io/library/$IMAGE" ||
 	die "image $IMAGE not in the cluster's containerd after the import"
 
 begin "helm install"
