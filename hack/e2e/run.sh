@@ -45,7 +45,12 @@ APP=e2e-app
 export CLUSTER_DNS=1
 
 mkdir -p "$OUT"
-exec > >(tee "$OUT/last-run.log") 2>&1
+# The log tee ignores Ctrl-C (the terminal sends it to the whole process
+# group) so the cleanup after an interrupt is still printed and logged; if
+# it dies all the same, writes fail instead of killing the script, so the
+# EXIT trap still tears the cluster down.
+exec > >(trap '' INT TERM HUP; exec tee "$OUT/last-run.log") 2>&1
+trap '' PIPE
 
 # Phase timing (own helpers: lib.sh's print "cluster:" and up.sh/down.sh
 # print their own phases inside ours).
