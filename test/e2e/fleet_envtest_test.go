@@ -1,0 +1,1274 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp/codecs"
+	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v4/pkg/media"
+	"github.com/pion/webrtc/v4/pkg/media/samplebuilder"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/switchboard-rtc/switchboard/api/v1alpha1"
+	"github.com/switchboard-rtc/switchboard/controllers/render"
+	"github.com/switchboard-rtc/switchboard/hub"
+	"github.com/switchboard-rtc/switchboard/sfu/config"
+)
+
+// The fleet as a user gets it from the operator: an envtest API server, the
+// `switchboard manager` process (operator and hub), an SFUPool of three
+// replicas and a CallsApp; then three `switchboard sfu` processes started
+// from the StatefulSet's pod template and the config Secret the operator
+// rendered, each on its own loopback address. The harness plays the parts
+// of the cluster that envtest lacks: the StatefulSet controller (it creates
+// the Pod objects from the template), the kubelet (it resolves the
+// downward-API environment, starts the container's command, reports
+// readiness from /ready, sends SIGTERM when a pod is deleted) and cluster
+// DNS (see mapFleet).
+
+const (
+	fleetNS           = "default"
+	fleetPoolName     = "demo"
+	fleetAppName      = "app"
+	fleetOtherAppName = "other"
+	fleetReplicas     = 3
+	fleetDrainTimeout = 60 * time.Second
+	fleetNodeName     = "loopback-node"
+	fleetNodeIP       = "127.0.0.1"
+	fleetClientIP     = "127.0.0.10"
+	// fleetInjectedToken is the fleet token the test renders itself while
+	// the operator does not (TODO-REMOVE with mapFleet's injection).
+	fleetInjectedToken = "fleet-envtest-token-0123456789abcdef"
+)
+
+// fleetHarness is one running fleet; see the comment at the top.
+type fleetHarness struct {
+	bin         string
+	dir         string
+	env         *envtest.Environment
+	c           client.Client
+	manager     *osProc
+	hubAddr     string
+	dnsURL      string // the hub as pods reach it: through mapFleet
+	pool        *v1alpha1.SFUPool
+	sts         *appsv1.StatefulSet
+	app         appCreds // the CallsApp of the pool
+	other       appCreds // a second CallsApp of the pool
+	configPath  string   // the rendered Secret's content as mounted (mapFleet applied)
+	pods        []*fleetPod
+	stopKubelet chan struct{}
+	kubeletDone chan struct{}
+	kubeletLog  lockedBuf
+}
+
+// fleetPod is one SFU pod: a Pod object and, while it runs, its process.
+// Its loopback address and API port stay the same across restarts, as a
+// StatefulSet pod's DNS name does.
+type fleetPod struct {
+	ordinal int
+	name    string
+	ip      string
+	port    int
+	url     string
+
+	mu       sync.Mutex
+	proc     *osProc
+	ready    bool // as last written into the Pod's Ready condition
+	deleting bool // the Pod object was deleted; the kubelet sent SIGTERM
+}
+
+func (p *fleetPod) running() *osProc {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.proc
+}
+
+// osProc is a child process with its output kept for failure messages.
+type osProc struct {
+	name   string
+	cmd    *exec.Cmd
+	logs   lockedBuf
+	exited chan struct{}
+}
+
+func startProc(t *testing.T, name, bin string, args, env []string) *osProc {
+	t.Helper()
+	p := &osProc{name: name, exited: make(chan struct{})}
+	p.cmd = exec.Command(bin, args...)
+	p.cmd.Env = env
+	p.cmd.Stdout, p.cmd.Stderr = &p.logs, &p.logs
+	// Die with the test binary, whatever ends it.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	go func() { _ = p.cmd.Wait(); close(p.exited) }()
+	return p
+}
+
+func (p *osProc) alive() bool {
+	select {
+	case <-p.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+func (p *osProc) kill() {
+	_ = p.cmd.Process.Kill()
+	<-p.exited
+}
+
+// getOK reports whether GET url answers 200.
+func getOK(u string) bool {
+	c := http.Client{Timeout: time.Second}
+	res, err := c.Get(u)
+	if err != nil {
+		return false
+	}
+	_, _ = io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	return res.StatusCode == http.StatusOK
+}
+
+// startOperatorFleet brings the whole fleet up; everything stops when t
+// ends.
+func startOperatorFleet(t *testing.T) *fleetHarness {
+	t.Helper()
+	began := time.Now()
+	root := repoRoot(t)
+	h := &fleetHarness{dir: t.TempDir(), stopKubelet: make(chan struct{}), kubeletDone: make(chan struct{})}
+
+	// The API server starts while the binary builds.
+	assets := os.Getenv("KUBEBUILDER_ASSETS")
+	if assets == "" {
+		assets = filepath.Join(root, "bin", "k8s")
+	}
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	h.env = &envtest.Environment{
+		CRDDirectoryPaths: []string{filepath.Join(root, "config", "crd", "bases")}, ErrorIfCRDPathMissing: true,
+		BinaryAssetsDirectory: assets, Scheme: scheme, ControlPlaneStartTimeout: 3 * time.Minute,
+	}
+	envErr := make(chan error, 1)
+	go func() { _, err := h.env.Start(); envErr <- err }()
+	h.bin = buildSwitchboard(t)
+	if err := <-envErr; err != nil {
+		t.Fatalf("start envtest (run make envtest): %v", err)
+	}
+	t.Cleanup(func() {
+		if err := h.env.Stop(); err != nil {
+			t.Errorf("stop envtest: %v", err)
+		}
+	})
+	var err error
+	if h.c, err = client.New(h.env.Config, client.Options{Scheme: scheme}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("api server up and binary built in %v", time.Since(began).Round(time.Millisecond))
+
+	h.startManager(t)
+	h.applyPoolAndApp(t)
+	h.readRendered(t)
+
+	// The kubelet's loop runs until the pods are gone; then the pods stop
+	// and the manager last, so pods can send their final usage reports.
+	go h.kubelet()
+	t.Cleanup(func() {
+		close(h.stopKubelet)
+		<-h.kubeletDone
+		for _, p := range h.pods {
+			if proc := p.running(); proc != nil {
+				proc.kill()
+			}
+		}
+		if t.Failed() {
+			t.Logf("kubelet log:\n%s", h.kubeletLog.String())
+		}
+	})
+	for i := range fleetReplicas {
+		h.pods = append(h.pods, &fleetPod{ordinal: i, name: h.sts.Name + "-" + strconv.Itoa(i), ip: "127.0.0." + strconv.Itoa(i+2)})
+	}
+	for _, p := range h.pods {
+		p.port = freePort(t, "tcp", p.ip)
+		p.url = "http://" + net.JoinHostPort(p.ip, strconv.Itoa(p.port))
+	}
+	if err := h.writeMountedConfig(); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range h.pods {
+		h.createPod(t, p)
+		h.startPod(t, p)
+	}
+	h.waitPodsReady(t)
+	t.Logf("fleet of %d pods ready %v after start", fleetReplicas, time.Since(began).Round(time.Millisecond))
+	return h
+}
+
+// startManager runs `switchboard manager` against the API server with its
+// hub on loopback, and the name-mapping front of the hub (mapFleet).
+func (h *fleetHarness) startManager(t *testing.T) {
+	t.Helper()
+	kubeconfig := filepath.Join(h.dir, "kubeconfig")
+	if err := os.WriteFile(kubeconfig, h.env.KubeConfig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.hubAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t, "tcp", "127.0.0.1")))
+	probeAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t, "tcp", "127.0.0.1")))
+
+	// Pods reach the hub through this proxy, which rewrites the fleet
+	// section of the configs the hub serves exactly as the mounted file is
+	// rewritten (mapFleet); everything else passes unchanged.
+	target := &url.URL{Scheme: "http", Host: h.hubAddr}
+	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.ModifyResponse = func(res *http.Response) error {
+		if res.Request.URL.Path != hub.ConfigPath || res.StatusCode != http.StatusOK {
+			return nil
+		}
+		raw, err := io.ReadAll(res.Body)
+		res.Body.Close()
+		if err != nil {
+			return err
+		}
+		var doc map[string]json.RawMessage
+		var pod config.Pod
+		if err := json.Unmarshal(raw, &doc); err != nil {
+			return err
+		}
+		if err := json.Unmarshal(doc["config"], &pod); err != nil {
+			return err
+		}
+		h.mapFleet(&pod)
+		if doc["config"], err = json.Marshal(&pod); err != nil {
+			return err
+		}
+		if raw, err = json.Marshal(doc); err != nil {
+			return err
+		}
+		res.Body = io.NopCloser(bytes.NewReader(raw))
+		res.ContentLength = int64(len(raw))
+		res.Header.Set("Content-Length", strconv.Itoa(len(raw)))
+		return nil
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dns := &http.Server{Handler: rp, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = dns.Serve(ln) }()
+	t.Cleanup(func() { _ = dns.Close() })
+	h.dnsURL = "http://" + ln.Addr().String()
+
+	h.manager = startProc(t, "manager", h.bin, []string{"manager", "--kubeconfig", kubeconfig,
+		"--metrics-bind-address", "0", "--health-probe-bind-address", probeAddr,
+		"--hub-bind-address", h.hubAddr, "--hub-url", h.dnsURL},
+		[]string{"POD_NAMESPACE=" + fleetNS, "PATH=" + os.Getenv("PATH")})
+	t.Cleanup(func() {
+		_ = h.manager.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-h.manager.exited:
+		case <-time.After(15 * time.Second):
+			h.manager.kill()
+		}
+		if t.Failed() {
+			t.Logf("manager logs:\n%s", h.manager.logs.String())
+		}
+	})
+	if !waitFor(60*time.Second, func() bool { return getOK("http://" + probeAddr + "/readyz") }) {
+		t.Fatalf("manager not ready:\n%s", h.manager.logs.String())
+	}
+}
+
+// applyPoolAndApp applies what a user applies: an SFUPool of three
+// replicas (media port chosen free on the pods' loopback addresses) and a
+// CallsApp on it.
+func (h *fleetHarness) applyPoolAndApp(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	udpPort := 0
+	for udpPort == 0 {
+		p := freePort(t, "udp", "127.0.0.2")
+		if p < 1024 {
+			continue
+		}
+		free := true
+		for i := 3; i < 2+fleetReplicas; i++ {
+			c, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0."+strconv.Itoa(i), strconv.Itoa(p)))
+			if err != nil {
+				free = false
+				break
+			}
+			c.Close()
+		}
+		if free {
+			udpPort = p
+		}
+	}
+	h.pool = &v1alpha1.SFUPool{
+		ObjectMeta: metav1.ObjectMeta{Name: fleetPoolName, Namespace: fleetNS},
+		Spec: v1alpha1.SFUPoolSpec{
+			Replicas:     ptr.To(int32(fleetReplicas)),
+			Media:        v1alpha1.MediaSpec{Exposure: v1alpha1.ExposureDirect, UDPPort: int32(udpPort)},
+			DrainTimeout: &metav1.Duration{Duration: fleetDrainTimeout},
+		},
+	}
+	if err := h.c.Create(ctx, h.pool); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{fleetAppName, fleetOtherAppName} {
+		if err := h.c.Create(ctx, &v1alpha1.CallsApp{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: fleetNS},
+			Spec: v1alpha1.CallsAppSpec{PoolRef: v1alpha1.PoolReference{Name: fleetPoolName}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// readRendered waits for the StatefulSet and the config Secret holding
+// both apps and the hub, and reads the apps' credentials as a user does.
+func (h *fleetHarness) readRendered(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	creds := func(name string) (appCreds, error) {
+		var app v1alpha1.CallsApp
+		if err := h.c.Get(ctx, types.NamespacedName{Namespace: fleetNS, Name: name}, &app); err != nil {
+			return appCreds{}, err
+		}
+		if app.Status.AppID == "" || app.Status.CredentialsSecretName == "" {
+			return appCreds{}, fmt.Errorf("callsapp %s status has no app ID or credentials Secret yet", name)
+		}
+		var sec corev1.Secret
+		if err := h.c.Get(ctx, types.NamespacedName{Namespace: fleetNS, Name: app.Status.CredentialsSecretName}, &sec); err != nil {
+			return appCreds{}, err
+		}
+		return appCreds{app.Status.AppID, string(sec.Data[v1alpha1.SecretKeyAppSecret])}, nil
+	}
+	rendered := func() error {
+		var err error
+		if h.app, err = creds(fleetAppName); err != nil {
+			return err
+		}
+		if h.other, err = creds(fleetOtherAppName); err != nil {
+			return err
+		}
+		var sec corev1.Secret
+		if err := h.c.Get(ctx, types.NamespacedName{Namespace: fleetNS, Name: render.ConfigSecretName(h.pool)}, &sec); err != nil {
+			return err
+		}
+		pod, err := config.Parse(sec.Data[config.FileName])
+		if err != nil {
+			return err
+		}
+		if len(pod.Apps) != 2 || pod.Hub == "" {
+			return fmt.Errorf("rendered config has %d apps, hub %q", len(pod.Apps), pod.Hub)
+		}
+		var sts appsv1.StatefulSet
+		if err := h.c.Get(ctx, types.NamespacedName{Namespace: fleetNS, Name: render.SFUName(h.pool)}, &sts); err != nil {
+			return err
+		}
+		if ptr.Deref(sts.Spec.Replicas, 0) != fleetReplicas {
+			return fmt.Errorf("statefulset has %d replicas", ptr.Deref(sts.Spec.Replicas, 0))
+		}
+		h.sts = &sts
+		return nil
+	}
+	var lastErr error
+	if !waitFor(30*time.Second, func() bool { lastErr = rendered(); return lastErr == nil }) {
+		t.Fatalf("operator did not render the pool: %v\nmanager logs:\n%s", lastErr, h.manager.logs.String())
+	}
+}
+
+// writeMountedConfig writes the config Secret's current content, as the
+// kubelet mounts it, with the fleet mapped (mapFleet).
+func (h *fleetHarness) writeMountedConfig() error {
+	var sec corev1.Secret
+	if err := h.c.Get(context.Background(), types.NamespacedName{Namespace: fleetNS, Name: render.ConfigSecretName(h.pool)}, &sec); err != nil {
+		return err
+	}
+	pod, err := config.Parse(sec.Data[config.FileName])
+	if err != nil {
+		return err
+	}
+	h.mapFleet(pod)
+	raw, err := json.Marshal(pod)
+	if err != nil {
+		return err
+	}
+	h.configPath = filepath.Join(h.dir, "config", config.FileName)
+	if err := os.MkdirAll(filepath.Dir(h.configPath), 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(h.configPath, raw, 0o600)
+}
+
+// mapFleet is the one deviation from what the operator rendered. In a
+// cluster, pods find each other through the peer template's DNS names
+// (<pool>-sfu-<n>.<pool>-sfu-internal.<ns>.svc:8080, the headless
+// Service); loopback processes have no cluster DNS and cannot all listen on
+// 8080, so every pod of the pool is listed as a static peer on its loopback
+// address (static peers win over the template, docs/fleet.md). The mounted
+// file and the hub's answers (through the proxy in front of the hub) get
+// the same mapping.
+func (h *fleetHarness) mapFleet(pod *config.Pod) {
+	if pod.Fleet == nil {
+		// TODO-REMOVE: the operator does not render the fleet section yet
+		// (branch fleetop); render what render.Fleet would, with a token
+		// of our own, until it does.
+		pod.Fleet = render.Fleet(h.pool, fleetInjectedToken)
+	}
+	pod.Fleet.Peers = nil
+	for i := range fleetReplicas {
+		ip := "127.0.0." + strconv.Itoa(i+2)
+		addr := ""
+		if i < len(h.pods) {
+			addr = net.JoinHostPort(ip, strconv.Itoa(h.pods[i].port))
+		}
+		pod.Fleet.Peers = append(pod.Fleet.Peers, config.FleetPeer{Ordinal: i, Address: addr})
+	}
+}
+
+// createPod does the StatefulSet controller's part: a Pod named after the
+// ordinal from the template, and the scheduler's (a node) and the
+// kubelet's first status (Running, the pod's IP, not ready).
+func (h *fleetHarness) createPod(t *testing.T, p *fleetPod) {
+	t.Helper()
+	ctx := context.Background()
+	tmpl := h.sts.Spec.Template
+	labels := map[string]string{}
+	for k, v := range tmpl.Labels {
+		labels[k] = v
+	}
+	labels[appsv1.StatefulSetPodNameLabel] = p.name
+	labels[appsv1.PodIndexLabel] = strconv.Itoa(p.ordinal)
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: p.name, Namespace: fleetNS, Labels: labels, Annotations: tmpl.Annotations,
+			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(h.sts, appsv1.SchemeGroupVersion.WithKind("StatefulSet"))}},
+		Spec: *tmpl.Spec.DeepCopy(),
+	}
+	pod.Spec.NodeName = fleetNodeName
+	pod.Spec.Hostname, pod.Spec.Subdomain = p.name, h.sts.Spec.ServiceName
+	if err := h.c.Create(ctx, pod); err != nil {
+		t.Fatalf("create pod %s: %v", p.name, err)
+	}
+	now := metav1.Now()
+	pod.Status = corev1.PodStatus{
+		Phase: corev1.PodRunning, PodIP: p.ip, PodIPs: []corev1.PodIP{{IP: p.ip}},
+		HostIP: fleetNodeIP, HostIPs: []corev1.HostIP{{IP: fleetNodeIP}}, StartTime: &now,
+		Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionFalse, LastTransitionTime: now}},
+	}
+	if err := h.c.Status().Update(ctx, pod); err != nil {
+		t.Fatalf("set status of pod %s: %v", p.name, err)
+	}
+	p.mu.Lock()
+	p.ready, p.deleting = false, false
+	p.mu.Unlock()
+}
+
+var envRef = regexp.MustCompile(`\$\(([A-Za-z_][A-Za-z0-9_]*)\)`)
+
+// startPod does the kubelet's part: the container's command with its args
+// and environment as rendered, $(VAR) references and downward-API fields
+// resolved from the Pod object. Overridden for loopback: --listen (the
+// pod's own address and a free port instead of :8080 on every address),
+// --config (where the Secret is "mounted") and --udp-ip (several pods on
+// one host bind their media port to their own address).
+func (h *fleetHarness) startPod(t *testing.T, p *fleetPod) {
+	t.Helper()
+	var pod corev1.Pod
+	if err := h.c.Get(context.Background(), types.NamespacedName{Namespace: fleetNS, Name: p.name}, &pod); err != nil {
+		t.Fatalf("get pod %s: %v", p.name, err)
+	}
+	ctr := pod.Spec.Containers[0]
+	if len(ctr.Command) != 1 || ctr.Command[0] != render.Binary {
+		t.Fatalf("sfu container command %v, want [%s]", ctr.Command, render.Binary)
+	}
+	fields := map[string]string{
+		"metadata.name": pod.Name, "metadata.namespace": pod.Namespace,
+		"status.podIP": pod.Status.PodIP, "status.hostIP": pod.Status.HostIP, "spec.nodeName": pod.Spec.NodeName,
+	}
+	vars := map[string]string{}
+	var env []string
+	for _, e := range ctr.Env {
+		v := e.Value
+		if e.ValueFrom != nil {
+			if e.ValueFrom.FieldRef == nil {
+				t.Fatalf("env %s: only downward-API fields are resolved here", e.Name)
+			}
+			var ok bool
+			if v, ok = fields[e.ValueFrom.FieldRef.FieldPath]; !ok {
+				t.Fatalf("env %s: unknown field %s", e.Name, e.ValueFrom.FieldRef.FieldPath)
+			}
+		}
+		vars[e.Name] = v
+		env = append(env, e.Name+"="+v)
+	}
+	var args []string
+	overridden := map[string]bool{}
+	for _, a := range ctr.Args {
+		a = envRef.ReplaceAllStringFunc(a, func(ref string) string {
+			if v, ok := vars[ref[2:len(ref)-1]]; ok {
+				return v
+			}
+			return ref
+		})
+		switch {
+		case strings.HasPrefix(a, "--listen="):
+			a = "--listen=" + net.JoinHostPort(p.ip, strconv.Itoa(p.port))
+			overridden["listen"] = true
+		case strings.HasPrefix(a, "--config="):
+			if strings.TrimPrefix(a, "--config=") != render.ConfigPath {
+				t.Fatalf("sfu reads its config from %s, the Secret is mounted at %s", a, render.ConfigPath)
+			}
+			a = "--config=" + h.configPath
+			overridden["config"] = true
+		}
+		args = append(args, a)
+	}
+	if !overridden["listen"] || !overridden["config"] {
+		t.Fatalf("rendered sfu args %v lack --listen or --config", ctr.Args)
+	}
+	args = append(args, "--udp-ip="+p.ip)
+	proc := startProc(t, p.name, h.bin, args, env)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("%s logs:\n%s", p.name, proc.logs.String())
+		}
+	})
+	p.mu.Lock()
+	p.proc = proc
+	p.mu.Unlock()
+	if !waitFor(20*time.Second, func() bool { return getOK(p.url + "/health") }) {
+		t.Fatalf("%s not healthy (args %v):\n%s", p.name, args, proc.logs.String())
+	}
+}
+
+// kubelet mirrors each running pod's /ready into its Ready condition, and
+// once a deleted pod's process has exited, removes the Pod object.
+func (h *fleetHarness) kubelet() {
+	defer close(h.kubeletDone)
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-h.stopKubelet:
+			return
+		case <-tick.C:
+		}
+		for _, p := range h.pods {
+			p.mu.Lock()
+			proc, was, deleting := p.proc, p.ready, p.deleting
+			p.mu.Unlock()
+			if proc == nil {
+				continue
+			}
+			if deleting && !proc.alive() {
+				// Containers stopped: the kubelet confirms the deletion.
+				err := h.c.Delete(context.Background(), &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: fleetNS, Name: p.name}},
+					client.GracePeriodSeconds(0))
+				if err != nil && !apierrors.IsNotFound(err) {
+					fmt.Fprintf(&h.kubeletLog, "delete %s: %v\n", p.name, err)
+					continue
+				}
+				p.mu.Lock()
+				p.proc, p.ready = nil, false
+				p.mu.Unlock()
+				continue
+			}
+			ready := proc.alive() && getOK(p.url+"/ready")
+			if ready == was {
+				continue
+			}
+			if err := h.setReady(p.name, ready); err != nil {
+				fmt.Fprintf(&h.kubeletLog, "set %s ready=%v: %v\n", p.name, ready, err)
+				continue
+			}
+			fmt.Fprintf(&h.kubeletLog, "%s %s ready=%v\n", time.Now().Format("15:04:05.000"), p.name, ready)
+			p.mu.Lock()
+			p.ready = ready
+			p.mu.Unlock()
+		}
+	}
+}
+
+func (h *fleetHarness) setReady(name string, ready bool) error {
+	ctx := context.Background()
+	var pod corev1.Pod
+	if err := h.c.Get(ctx, types.NamespacedName{Namespace: fleetNS, Name: name}, &pod); err != nil {
+		return err
+	}
+	status := corev1.ConditionFalse
+	if ready {
+		status = corev1.ConditionTrue
+	}
+	pod.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: status, LastTransitionTime: metav1.Now()}}
+	return h.c.Status().Update(ctx, &pod)
+}
+
+// waitPodsReady waits until every pod is ready and the SFUPool says so.
+func (h *fleetHarness) waitPodsReady(t *testing.T) {
+	t.Helper()
+	var pool v1alpha1.SFUPool
+	if !waitFor(30*time.Second, func() bool {
+		if err := h.c.Get(context.Background(), client.ObjectKeyFromObject(h.pool), &pool); err != nil {
+			return false
+		}
+		return ptr.Deref(pool.Status.ReadyReplicas, 0) == fleetReplicas
+	}) {
+		t.Fatalf("sfupool shows %d of %d pods ready; kubelet log:\n%s", ptr.Deref(pool.Status.ReadyReplicas, 0), fleetReplicas, h.kubeletLog.String())
+	}
+}
+
+// ensureRunning brings back pods an earlier test stopped: a deleted pod is
+// recreated from the template (the StatefulSet controller), a killed
+// container restarted (the kubelet).
+func (h *fleetHarness) ensureRunning(t *testing.T) {
+	t.Helper()
+	restarted := false
+	for _, p := range h.pods {
+		if proc := p.running(); proc != nil && proc.alive() {
+			continue
+		}
+		p.mu.Lock()
+		deleting := p.deleting
+		p.mu.Unlock()
+		if deleting {
+			if !waitFor(10*time.Second, func() bool { return p.running() == nil }) {
+				t.Fatalf("deleted pod %s not gone", p.name)
+			}
+			h.createPod(t, p)
+		}
+		h.startPod(t, p)
+		restarted = true
+	}
+	if restarted {
+		h.waitPodsReady(t)
+	}
+}
+
+// killPod is a crash: SIGKILL, no chance to drain or report.
+func (h *fleetHarness) killPod(p *fleetPod) {
+	if proc := p.running(); proc != nil {
+		proc.kill()
+	}
+}
+
+// restartPod stops and starts a pod's process (a container restart).
+func (h *fleetHarness) restartPod(t *testing.T, p *fleetPod) {
+	t.Helper()
+	h.killPod(p)
+	h.startPod(t, p)
+	h.waitPodsReady(t)
+}
+
+// owner is the ordinal a session ID names (its last 4 hex characters,
+// docs/fleet.md).
+func owner(t *testing.T, sid string) int {
+	t.Helper()
+	if len(sid) != 32 {
+		t.Fatalf("session ID %q is not 32 characters", sid)
+	}
+	n, err := strconv.ParseUint(sid[28:], 16, 16)
+	if err != nil {
+		t.Fatalf("session ID %q: %v", sid, err)
+	}
+	return int(n)
+}
+
+// fleetClient is the Calls client's HTTP client. It connects from an
+// address of its own, as a client outside the cluster does: the pods'
+// calls to each other leave from 127.0.0.1, and each pod keeps its per-app
+// quota per client IP.
+var fleetClient = &http.Client{
+	Timeout: 30 * time.Second,
+	Transport: &http.Transport{
+		DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(fleetClientIP)}, Timeout: 5 * time.Second}).DialContext,
+	},
+}
+
+// appCreds are a CallsApp's ID and secret, read from its Secret.
+type appCreds struct{ id, secret string }
+
+// call does one Calls API request as the pool's app on pod p and returns
+// status, Content-Type and body.
+func (h *fleetHarness) call(t *testing.T, p *fleetPod, method, path string, body any) (int, string, []byte) {
+	t.Helper()
+	return h.callAs(t, p, h.app, method, path, body)
+}
+
+func (h *fleetHarness) callAs(t *testing.T, p *fleetPod, app appCreds, method, path string, body any) (int, string, []byte) {
+	t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	default:
+		raw, err := json.Marshal(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rd = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequest(method, p.url+"/v1/apps/"+app.id+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+app.secret)
+	res, err := fleetClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s on %s: %v", method, path, p.name, err)
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	return res.StatusCode, res.Header.Get("Content-Type"), raw
+}
+
+// newSession is sessions/new sent to pod p; it returns the session ID.
+func (h *fleetHarness) newSession(t *testing.T, p *fleetPod, body any) (string, *sdpBody) {
+	t.Helper()
+	st, _, raw := h.call(t, p, "POST", "/sessions/new", body)
+	var out struct {
+		SessionID          string   `json:"sessionId"`
+		SessionDescription *sdpBody `json:"sessionDescription"`
+	}
+	if st != http.StatusCreated || json.Unmarshal(raw, &out) != nil || len(out.SessionID) != 32 {
+		t.Fatalf("sessions/new on %s: %d %s", p.name, st, raw)
+	}
+	return out.SessionID, out.SessionDescription
+}
+
+// Video frames: a VP8-shaped header (key frames carry the start code, so
+// the SFU sees them as key frames) followed by the frame number and bytes
+// derived from it. A frame of 2,500 bytes spans three RTP packets, so a
+// subscriber checks that whole frames are reassembled intact.
+const frameSize = 2500
+
+func videoFrame(n uint32, key bool) []byte {
+	b := make([]byte, frameSize)
+	if key {
+		b[0] = 0x10 // P bit clear: key frame; show_frame
+		copy(b[3:], []byte{0x9d, 0x01, 0x2a, 16, 0, 16, 0})
+	} else {
+		b[0] = 0x11
+	}
+	binary.BigEndian.PutUint32(b[10:], n)
+	for i := 14; i < len(b); i++ {
+		b[i] = byte(uint32(i)*31 + n)
+	}
+	return b
+}
+
+// checkFrame reports whether b is an intact frame and whether it is a key frame.
+func checkFrame(b []byte) (ok, key bool) {
+	if len(b) != frameSize {
+		return false, false
+	}
+	n := binary.BigEndian.Uint32(b[10:])
+	key = b[0]&0x01 == 0
+	return bytes.Equal(b, videoFrame(n, key)), key
+}
+
+// publisher sends a VP8 track at 30 frames per second: a key frame first
+// and whenever a PLI asks for one, delta frames otherwise.
+type publisher struct {
+	pc      *webrtc.PeerConnection
+	sid     string
+	plis    atomic.Int64
+	keyNext atomic.Bool
+	stop    chan struct{}
+	done    sync.WaitGroup
+}
+
+func (h *fleetHarness) publish(t *testing.T, p *fleetPod, name string) *publisher {
+	t.Helper()
+	pub := &publisher{pc: loopbackPeer(t), stop: make(chan struct{})}
+	track, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, name, "stream-"+name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := pub.pc.AddTransceiverFromTrack(track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+	if err != nil {
+		t.Fatal(err)
+	}
+	offer, err := pub.pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub.sid, _ = h.newSession(t, p, nil)
+	var res tracksResp
+	st, _, raw := h.call(t, p, "POST", "/sessions/"+pub.sid+"/tracks/new", map[string]any{
+		"sessionDescription": localSDP(t, pub.pc, offer),
+		"tracks":             []map[string]string{{"location": "local", "mid": tr.Mid(), "trackName": name}},
+	})
+	if st != http.StatusOK || json.Unmarshal(raw, &res) != nil || len(res.Tracks) != 1 || res.Tracks[0].ErrorCode != "" || res.SessionDescription == nil {
+		t.Fatalf("publish %s on %s: %d %s", name, p.name, st, raw)
+	}
+	if err := pub.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: res.SessionDescription.SDP}); err != nil {
+		t.Fatal(err)
+	}
+	pub.keyNext.Store(true)
+	pub.done.Add(2)
+	go func() {
+		defer pub.done.Done()
+		for {
+			pkts, _, err := tr.Sender().ReadRTCP()
+			if err != nil {
+				return
+			}
+			for _, pk := range pkts {
+				if _, ok := pk.(*rtcp.PictureLossIndication); ok {
+					pub.plis.Add(1)
+					pub.keyNext.Store(true)
+				}
+			}
+		}
+	}()
+	go func() {
+		defer pub.done.Done()
+		tick := time.NewTicker(33 * time.Millisecond)
+		defer tick.Stop()
+		for n := uint32(1); ; n++ {
+			select {
+			case <-pub.stop:
+				return
+			case <-tick.C:
+			}
+			_ = track.WriteSample(media.Sample{Data: videoFrame(n, pub.keyNext.Swap(false)), Duration: 33 * time.Millisecond})
+		}
+	}()
+	t.Cleanup(pub.end)
+	return pub
+}
+
+// end is the user hanging up: stop sending and close the PeerConnection.
+func (pub *publisher) end() {
+	select {
+	case <-pub.stop:
+		return
+	default:
+	}
+	close(pub.stop)
+	_ = pub.pc.Close()
+	pub.done.Wait()
+}
+
+// subscriber pulls one track and reassembles its frames.
+type subscriber struct {
+	pc        *webrtc.PeerConnection
+	sid       string
+	mid       string
+	frames    atomic.Int64 // intact frames
+	bad       atomic.Int64 // corrupted frames
+	keyframes atomic.Int64
+	lastFrame atomic.Int64 // unix nanoseconds of the last intact frame
+	ssrc      atomic.Uint32
+}
+
+// newSubscriber is a client that reassembles the frames of the video
+// track it receives and checks each one.
+func newSubscriber(t *testing.T) *subscriber {
+	t.Helper()
+	sub := &subscriber{pc: loopbackPeer(t)}
+	sub.pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		sub.ssrc.Store(uint32(tr.SSRC()))
+		sb := samplebuilder.New(64, &codecs.VP8Packet{}, 90000)
+		for {
+			pkt, _, err := tr.ReadRTP()
+			if err != nil {
+				return
+			}
+			sb.Push(pkt)
+			for s := sb.Pop(); s != nil; s = sb.Pop() {
+				ok, key := checkFrame(s.Data)
+				if !ok {
+					sub.bad.Add(1)
+					continue
+				}
+				sub.frames.Add(1)
+				sub.lastFrame.Store(time.Now().UnixNano())
+				if key {
+					sub.keyframes.Add(1)
+				}
+			}
+		}
+	})
+	return sub
+}
+
+// subscribe opens a session on pod p and pulls (pubSID, name) into it,
+// sending tracks/new and renegotiate through pod via (p itself or another
+// pod, which forwards them to the owner).
+func (h *fleetHarness) subscribe(t *testing.T, p, via *fleetPod, pubSID, name string) *subscriber {
+	t.Helper()
+	sub := newSubscriber(t)
+	sub.sid, _ = h.newSession(t, p, nil)
+	h.pullInto(t, sub, via, pubSID, name)
+	return sub
+}
+
+// waitFrames waits until the subscriber has n more intact frames than it
+// had, at least one of them a key frame when it had none before.
+func (sub *subscriber) waitFrames(t *testing.T, who string, n int64, timeout time.Duration) {
+	t.Helper()
+	from := sub.frames.Load()
+	if !waitFor(timeout, func() bool { return sub.frames.Load() >= from+n && sub.keyframes.Load() > 0 }) {
+		t.Fatalf("subscriber %s: %d intact frames (%d key frames) in %v, want %d more; %d corrupted",
+			who, sub.frames.Load()-from, sub.keyframes.Load(), timeout, n, sub.bad.Load())
+	}
+	if b := sub.bad.Load(); b != 0 {
+		t.Fatalf("subscriber %s: %d corrupted frames", who, b)
+	}
+}
+
+// trackStatus reads the status of the session's track with mid from GET
+// session on pod p.
+func (h *fleetHarness) trackStatus(t *testing.T, p *fleetPod, sid, mid string) string {
+	t.Helper()
+	st, _, raw := h.call(t, p, "GET", "/sessions/"+sid, nil)
+	var out struct {
+		Tracks []struct {
+			Mid    string `json:"mid"`
+			Status string `json:"status"`
+		} `json:"tracks"`
+	}
+	if st != http.StatusOK || json.Unmarshal(raw, &out) != nil {
+		t.Fatalf("GET session %s on %s: %d %s", sid, p.name, st, raw)
+	}
+	for _, tr := range out.Tracks {
+		if tr.Mid == mid {
+			return tr.Status
+		}
+	}
+	return ""
+}
+
+// TestOperatorRenderedFleetActsAsOneSFU runs the fleet tests of issue 6 on
+// one fleet the operator rendered (see fleetHarness). Each subtest leaves
+// the fleet with every pod running for the next one.
+func TestOperatorRenderedFleetActsAsOneSFU(t *testing.T) {
+	h := startOperatorFleet(t)
+	a, b, c := h.pods[0], h.pods[1], h.pods[2]
+
+	t.Run("PublisherOnAReachesSubscribersOnBAndCAndA", func(t *testing.T) {
+		h.ensureRunning(t)
+		pub := h.publish(t, a, "cam")
+		if o := owner(t, pub.sid); o != a.ordinal {
+			t.Fatalf("session created on %s names pod %d", a.name, o)
+		}
+		// B's subscriber negotiates entirely through C, C's through A.
+		subB := h.subscribe(t, b, c, pub.sid, "cam")
+		subC := h.subscribe(t, c, a, pub.sid, "cam")
+		subA := h.subscribe(t, a, a, pub.sid, "cam")
+		for who, s := range map[string]*subscriber{"on B": subB, "on C": subC, "on A": subA} {
+			if o := owner(t, s.sid); o != map[string]int{"on A": 0, "on B": 1, "on C": 2}[who] {
+				t.Fatalf("subscriber %s: session %s names pod %d", who, s.sid, o)
+			}
+			s.waitFrames(t, who, 30, 20*time.Second)
+		}
+		for _, p := range []*fleetPod{a, b, c} {
+			if st := h.trackStatus(t, p, subB.sid, subB.mid); st != "active" {
+				t.Fatalf("GET of B's session through %s: pulled track %q, want active", p.name, st)
+			}
+		}
+	})
+
+	t.Run("CallForSessionOnAnotherPodAnswersAsOwner", func(t *testing.T) {
+		h.ensureRunning(t)
+		sid, _ := h.newSession(t, a, nil)
+		goneOnA := strings.Repeat("0", 28) + fmt.Sprintf("%04x", a.ordinal) // well-formed, A's, never created
+		cases := []struct {
+			name, method, path string
+			app                appCreds
+			body               any
+		}{
+			{"get session", "GET", "/sessions/" + sid, h.app, nil},
+			{"bad body", "PUT", "/sessions/" + sid + "/renegotiate", h.app, "{not json"},
+			{"no answer pending", "PUT", "/sessions/" + sid + "/renegotiate", h.app, `{"sessionDescription":{"type":"answer","sdp":"v=0"}}`},
+			{"wrong secret", "GET", "/sessions/" + sid, appCreds{h.app.id, "not-the-secret"}, nil},
+			{"other app's secret", "GET", "/sessions/" + sid, appCreds{h.app.id, h.other.secret}, nil},
+			{"session of another app", "GET", "/sessions/" + sid, h.other, nil},
+			{"unknown session", "GET", "/sessions/" + goneOnA, h.app, nil},
+			{"close unknown mid", "PUT", "/sessions/" + sid + "/tracks/close", h.app, `{"tracks":[{"mid":"9"}],"force":true}`},
+		}
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				stA, ctA, bodyA := h.callAs(t, a, tc.app, tc.method, tc.path, tc.body)
+				if len(bodyA) == 0 {
+					t.Fatalf("owner answered %d with an empty body", stA)
+				}
+				for _, p := range []*fleetPod{b, c} {
+					st, ct, body := h.callAs(t, p, tc.app, tc.method, tc.path, tc.body)
+					if st != stA || ct != ctA || !bytes.Equal(body, bodyA) {
+						t.Fatalf("owner %s answered %d %s %s; %s answered %d %s %s", a.name, stA, ctA, bodyA, p.name, st, ct, body)
+					}
+				}
+			})
+		}
+	})
+
+	t.Run("KeyframeRequestFromSubscriberOnBReachesPublisherOnA", func(t *testing.T) {
+		h.ensureRunning(t)
+		pub := h.publish(t, a, "screen")
+		sub := h.subscribe(t, b, b, pub.sid, "screen")
+		sub.waitFrames(t, "on B", 15, 20*time.Second)
+		// Quiet period: once the subscriber has its key frame nobody asks
+		// for another (the SFU's own request when the pull started is
+		// debounced, 500 ms).
+		time.Sleep(time.Second)
+		plis, keys := pub.plis.Load(), sub.keyframes.Load()
+		time.Sleep(1500 * time.Millisecond)
+		if n := pub.plis.Load(); n != plis {
+			t.Fatalf("publisher got %d PLIs while nobody asked", n-plis)
+		}
+		if err := sub.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: sub.ssrc.Load()}}); err != nil {
+			t.Fatal(err)
+		}
+		asked := time.Now()
+		if !waitFor(10*time.Second, func() bool { return pub.plis.Load() > plis }) {
+			t.Fatal("the PLI of the subscriber on B did not reach the publisher on A")
+		}
+		reached := time.Since(asked)
+		if !waitFor(10*time.Second, func() bool { return sub.keyframes.Load() > keys }) {
+			t.Fatal("no key frame reached the subscriber on B after its PLI")
+		}
+		t.Logf("PLI from B reached the publisher on A in %v; the key frame was back on B in %v",
+			reached.Round(time.Millisecond), time.Since(asked).Round(time.Millisecond))
+	})
+
+	t.Run("KillingPodALeavesPullsOnBInactiveAndNothingLeaks", func(t *testing.T) {
+		h.ensureRunning(t)
+		// A fresh B (a container restart): its baseline holds no session
+		// left over from the subtests before.
+		h.restartPod(t, b)
+		// The subscribers connect to B first (a DataChannel-only offer);
+		// the baseline is B with their sessions and no pull.
+		subs := []*subscriber{h.connectedSubscriber(t, b), h.connectedSubscriber(t, b)}
+		time.Sleep(time.Second) // let connection set-up goroutines finish
+		before := h.podStats(t, b)
+		pub := h.publish(t, a, "mic-cam")
+		for _, s := range subs {
+			h.pullInto(t, s, b, pub.sid, "mic-cam")
+		}
+		for i, s := range subs {
+			s.waitFrames(t, fmt.Sprintf("%d on B", i), 30, 20*time.Second)
+		}
+		during := h.podStats(t, b)
+		if during.pulled != 2 {
+			t.Fatalf("pod B shows %v pulled tracks, want 2", during.pulled)
+		}
+
+		killed := time.Now()
+		h.killPod(a)
+		if !waitFor(30*time.Second, func() bool {
+			for _, s := range subs {
+				if h.trackStatus(t, c, s.sid, s.mid) != "inactive" {
+					return false
+				}
+			}
+			return true
+		}) {
+			t.Fatalf("pulls on B not inactive 30 s after pod A was killed: %q", h.trackStatus(t, b, subs[0].sid, subs[0].mid))
+		}
+		t.Logf("pulls on B inactive %v after pod A was killed", time.Since(killed).Round(time.Millisecond))
+		// The clients drop the dead track, as an app does when a track ends.
+		for _, s := range subs {
+			h.closeTrack(t, s, b)
+		}
+		var after podStats
+		settled := waitFor(15*time.Second, func() bool {
+			after = h.podStats(t, b)
+			return after.pulled == before.pulled && (after.goroutines < 0 || after.goroutines <= before.goroutines+goroutineTolerance) &&
+				after.memory <= before.memory+memoryTolerance
+		})
+		t.Logf("pod B before the call: %s; during: %s; after: %s (tolerance %d goroutines, %d MiB)",
+			before, during, after, goroutineTolerance, memoryTolerance>>20)
+		if !settled {
+			t.Fatal("pod B did not return to its baseline after pod A died")
+		}
+		// B still serves.
+		h.newSession(t, b, nil)
+	})
+}
+
+// Tolerances of the baseline check: a few goroutines come and go with the
+// hub's long poll, the usage reporter and idle HTTP connections; the heap
+// holds garbage until the next GC, which an idle pod runs rarely.
+const (
+	goroutineTolerance = 5
+	memoryTolerance    = 8 << 20
+)
+
+// podStats is what a pod's /metrics says about its load and runtime.
+type podStats struct {
+	pulled     float64 // switchboard_tracks{location="remote"} of the app
+	goroutines int     // go_goroutines; -1 when not exported
+	memory     float64 // go_memstats_heap_inuse_bytes, or the resident set (see podStats)
+	source     string
+}
+
+func (s podStats) String() string {
+	g := "goroutines not exported"
+	if s.goroutines >= 0 {
+		g = strconv.Itoa(s.goroutines) + " goroutines"
+	}
+	return fmt.Sprintf("%v pulled tracks, %s, %.1f MiB %s", s.pulled, g, s.memory/(1<<20), s.source)
+}
+
+// podStats reads the pod's /metrics.
+func (h *fleetHarness) podStats(t *testing.T, p *fleetPod) podStats {
+	t.Helper()
+	res, err := fleetClient.Get(p.url + "/metrics")
+	if err != nil {
+		t.Fatalf("metrics of %s: %v", p.name, err)
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	val := func(series string) (float64, bool) {
+		for _, line := range strings.Split(string(raw), "\n") {
+			if rest, ok := strings.CutPrefix(line, series+" "); ok {
+				v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+				return v, err == nil
+			}
+		}
+		return 0, false
+	}
+	st := podStats{goroutines: -1, source: "heap in use"}
+	st.pulled, _ = val(`switchboard_tracks{app="` + h.app.id + `",location="remote"}`)
+	if g, ok := val("go_goroutines"); ok {
+		st.goroutines = int(g)
+		st.memory, _ = val("go_memstats_heap_inuse_bytes")
+		return st
+	}
+	// TODO-REMOVE: `switchboard sfu` exports no Go runtime metrics yet
+	// (its registry has no Go or process collector); until it does, the
+	// resident set from /proc stands in for the heap and goroutines go
+	// unmeasured.
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.running().cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if f := strings.Fields(line); len(f) == 3 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			st.memory, st.source = kb*1024, "resident"
+		}
+	}
+	return st
+}
+
+// connectedSubscriber opens a session on pod p with a DataChannel-only
+// offer, so its PeerConnection is connected before any pull.
+func (h *fleetHarness) connectedSubscriber(t *testing.T, p *fleetPod) *subscriber {
+	t.Helper()
+	sub := newSubscriber(t)
+	if _, err := sub.pc.CreateDataChannel("events", nil); err != nil {
+		t.Fatal(err)
+	}
+	offer, err := sub.pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var answer *sdpBody
+	sub.sid, answer = h.newSession(t, p, map[string]any{"sessionDescription": localSDP(t, sub.pc, offer)})
+	if answer == nil {
+		t.Fatal("sessions/new with an offer returned no answer")
+	}
+	if err := sub.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer.SDP}); err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(10*time.Second, func() bool { return sub.pc.ConnectionState() == webrtc.PeerConnectionStateConnected }) {
+		t.Fatalf("subscriber on %s not connected: %s", p.name, sub.pc.ConnectionState())
+	}
+	return sub
+}
+
+// pullInto pulls (pubSID, name) into the subscriber's session through pod
+// p and answers the SFU's offer.
+func (h *fleetHarness) pullInto(t *testing.T, sub *subscriber, p *fleetPod, pubSID, name string) {
+	t.Helper()
+	var res tracksResp
+	st, _, raw := h.call(t, p, "POST", "/sessions/"+sub.sid+"/tracks/new", map[string]any{
+		"tracks": []map[string]string{{"location": "remote", "sessionId": pubSID, "trackName": name}},
+	})
+	if st != http.StatusOK || json.Unmarshal(raw, &res) != nil || len(res.Tracks) != 1 || res.Tracks[0].ErrorCode != "" || res.SessionDescription == nil {
+		t.Fatalf("pull %s on %s: %d %s", name, p.name, st, raw)
+	}
+	sub.mid = res.Tracks[0].Mid
+	h.answerRenegotiation(t, sub, p, res.SessionDescription)
+}
+
+func (h *fleetHarness) answerRenegotiation(t *testing.T, sub *subscriber, p *fleetPod, offer *sdpBody) {
+	t.Helper()
+	if err := sub.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer.SDP}); err != nil {
+		t.Fatal(err)
+	}
+	ans, err := sub.pc.CreateAnswer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, _, raw := h.call(t, p, "PUT", "/sessions/"+sub.sid+"/renegotiate", map[string]any{"sessionDescription": localSDP(t, sub.pc, ans)}); st != http.StatusOK {
+		t.Fatalf("renegotiate on %s: %d %s", p.name, st, raw)
+	}
+}
+
+// closeTrack closes the subscriber's pulled track (tracks/close with the
+// client's new offer, as Calls clients do) and applies the answer.
+func (h *fleetHarness) closeTrack(t *testing.T, sub *subscriber, p *fleetPod) {
+	t.Helper()
+	for _, tr := range sub.pc.GetTransceivers() {
+		if tr.Mid() == sub.mid {
+			if err := tr.Stop(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	offer, err := sub.pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res tracksResp
+	st, _, raw := h.call(t, p, "PUT", "/sessions/"+sub.sid+"/tracks/close", map[string]any{
+		"sessionDescription": localSDP(t, sub.pc, offer), "tracks": []map[string]string{{"mid": sub.mid}},
+	})
+	if st != http.StatusOK || json.Unmarshal(raw, &res) != nil || res.SessionDescription == nil {
+		t.Fatalf("tracks/close on %s: %d %s", p.name, st, raw)
+	}
+	if err := sub.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: res.SessionDescription.SDP}); err != nil {
+		t.Fatal(err)
+	}
+}
