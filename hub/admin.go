@@ -41,7 +41,7 @@ type AdminApp struct {
 // AppStore is where the admin API reads and changes apps. In the manager
 // it is the CallsApp spec (the single source of truth: a change is a spec
 // update, which the operator renders down to the pods); in dev mode it is
-// MemoryApps.
+// the dev server's apps (cmd/switchboard/dev_admin.go).
 type AppStore interface {
 	// GetApp returns ErrAppNotFound (wrapped) for an unknown app.
 	GetApp(ctx context.Context, appID string) (AdminApp, error)
@@ -200,9 +200,8 @@ func (a *Admin) storeError(w http.ResponseWriter, err error) bool {
 	return true
 }
 
-// MemoryApps is an in-memory AppStore for `switchboard dev` and tests.
-// OnChange, if set, is called after every change (dev mode re-renders
-// its config from it). Safe for concurrent use.
+// MemoryApps is an in-memory AppStore for tests and embedders. OnChange,
+// if set, is called after every change. Safe for concurrent use.
 type MemoryApps struct {
 	mu       sync.Mutex
 	apps     map[string]AdminApp

@@ -18,9 +18,11 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/switchboard-rtc/switchboard/controllers/render"
+	"github.com/switchboard-rtc/switchboard/hub"
 	"github.com/switchboard-rtc/switchboard/sfu"
 	"github.com/switchboard-rtc/switchboard/sfu/config"
 	"github.com/switchboard-rtc/switchboard/sfu/demo"
@@ -45,6 +47,7 @@ type devFlags struct {
 	udpPort  int
 	turnPort int
 	stateDir string
+	adminKey string
 }
 
 func parseDevFlags(args []string) (devFlags, error) {
@@ -55,6 +58,7 @@ func parseDevFlags(args []string) (devFlags, error) {
 	fs.IntVar(&f.udpPort, "udp-port", 3479, "UDP port of the media (ICE) socket on 127.0.0.1; 0 picks one")
 	fs.IntVar(&f.turnPort, "turn-port", config.DefaultTURNPort, "UDP and TCP port of the TURN server on 127.0.0.1; 0 picks one, -1 runs no TURN server")
 	fs.StringVar(&f.stateDir, "state-dir", ".switchboard-dev/", "where generated app IDs, secrets and TURN keys are kept across restarts")
+	fs.StringVar(&f.adminKey, "admin-key", "", "X-Admin-API-Key of the admin API (/admin/apps/{appId}); empty generates one at start and prints it")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: switchboard dev [flags]\n\nRuns the Calls API, the SFU and a demo page in one process on localhost, with\nthe apps of the CallsApp YAML in --apps. No cluster needed.\n\nflags:")
 		fs.PrintDefaults()
@@ -92,9 +96,10 @@ func loopbackListen(addr string) error {
 // devApp is one app of the dev server: its CallsApp name, its credentials
 // and its rendering for the SFU.
 type devApp struct {
-	name   string
-	creds  render.AppCredentials
-	config config.App
+	name    string
+	creds   render.AppCredentials
+	config  config.App
+	billing hub.Billing
 }
 
 func runDev(ctx context.Context, args []string) error { return runDevTo(ctx, args, os.Stdout) }
@@ -118,6 +123,23 @@ func runDevTo(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 
+	adminKey, generatedKey := f.adminKey, false
+	if adminKey == "" {
+		if adminKey, err = randomKey(); err != nil {
+			return err
+		}
+		generatedKey = true
+	}
+
+	// The HTTP listener comes first: the SFU's configuration names it as
+	// the hub its agent reports to.
+	ln, err := net.Listen("tcp", f.listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	defer func() { _ = ln.Close() }()
+	origin := "http://" + ln.Addr().String()
+
 	udp, err := net.ListenPacket("udp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(f.udpPort)))
 	if err != nil {
 		return fmt.Errorf("media UDP socket: %w", err)
@@ -138,53 +160,81 @@ func runDevTo(ctx context.Context, args []string, out io.Writer) error {
 			return fmt.Errorf("start turn: %w", err)
 		}
 	}
+	dh, err := newDevHub(apps, dn, origin, f.stateDir)
+	if err != nil {
+		_ = udp.Close()
+		return err
+	}
+	// Rate limits, request counters and the usage meter: the agent of
+	// `switchboard sfu` (sfu_metering.go), fed by the dev hub. It applies
+	// every configuration the hub serves to the SFU.
+	var server *sfu.Server
+	pm, err := startPodMetering(log, dh.podFile, "dev", devReloadEvery, func(c *config.Pod) {
+		if err := server.SetConfig(c); err != nil {
+			log.Warn("config rejected", "err", err)
+		}
+	})
+	if err != nil {
+		_ = udp.Close()
+		return err
+	}
 	// The SFU owns the UDP socket once New succeeds; closing it twice after a
 	// failed New is harmless. Its TURN credentials API writes revocations to
 	// the TURN server's own set: a revoked username is refused at once.
-	server, err := sfu.New(sfu.Options{Config: devPodConfig(apps, dn), UDPConn: udp,
+	cfg := *pm.config()
+	server, err = sfu.New(sfu.Options{Config: &cfg, UDPConn: pm.conn(udp), Hooks: pm.hooks(),
 		AdvertiseIPs: []string{"127.0.0.1"}, Logger: log, TURNRevocations: rev})
 	if err != nil {
 		_ = udp.Close()
 		return fmt.Errorf("start sfu: %w", err)
 	}
-	defer func() {
+	closeSFU := sync.OnceFunc(func() {
 		if err := server.Close(); err != nil {
 			log.Warn("close sfu", "err", err)
 		}
-	}()
-
-	ln, err := net.Listen("tcp", f.listen)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
+	})
+	defer closeSFU()
+	pm.observe(server)
+	if err := pm.register(server.Registry()); err != nil {
+		return fmt.Errorf("register usage metrics: %w", err)
 	}
-	origin := "http://" + ln.Addr().String()
 
 	page := demo.Handler(devPageConfig(apps))
 	mux := http.NewServeMux()
 	mux.Handle("GET /{$}", page)
 	mux.Handle("GET /demo/", page)
-	mux.Handle("/", server.Handler())
+	mux.Handle("/hub/", (&hub.Server{Ledger: dh.ledger, Configs: dh.configs, Token: dh.token, Logger: log}).Handler())
+	mux.Handle(hub.AdminPathPrefix, (&hub.Admin{Key: adminKey, Apps: dh, Ledger: dh.ledger, Logger: log}).Handler())
+	mux.Handle("/", pm.handler(server.Handler()))
 
 	srv := &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		// Above the hub's longest config long-poll.
+		WriteTimeout: hub.DefaultMaxWait + 10*time.Second,
+		IdleTimeout:  2 * time.Minute,
+		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
+	agentCtx, stopAgent := context.WithCancel(ctx)
+	defer stopAgent()
+	pm.run(agentCtx)
 
-	printDevSummary(out, origin, udp.LocalAddr().String(), dn.turnAddr, f.stateDir, apps)
+	printDevSummary(out, devSummary{origin: origin, udpAddr: udp.LocalAddr().String(), turnAddr: dn.turnAddr,
+		stateDir: f.stateDir, adminKey: adminKey, generatedKey: generatedKey}, apps)
 
-	r := &devReloader{appsDir: f.apps, stateDir: f.stateDir, net: dn, origin: origin,
-		server: server, turn: turnSrv, page: page, out: out, log: log, current: apps}
+	r := &devReloader{appsDir: f.apps, stateDir: f.stateDir, origin: origin,
+		hub: dh, net: dn, turn: turnSrv, page: page, out: out, log: log, current: apps}
 	tick := time.NewTicker(devReloadEvery)
 	defer tick.Stop()
 	for running := true; running; {
 		select {
 		case err := <-served:
+			stopAgent()
+			closeSFU()
+			_ = pm.finish() // the hub is gone with the server: nothing to deliver to
 			return fmt.Errorf("http server: %w", err)
 		case <-tick.C:
 			r.reload()
@@ -193,6 +243,13 @@ func runDevTo(ctx context.Context, args []string, out io.Writer) error {
 		}
 	}
 	log.Info("shutting down")
+	// Media first, then the last usage report to the dev hub (still
+	// serving), then the HTTP server.
+	stopAgent()
+	closeSFU()
+	if err := pm.finish(); err != nil {
+		log.Warn("final usage report not delivered", "err", err)
+	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
@@ -233,7 +290,7 @@ func loadDevApps(appsDir, stateDir string) ([]devApp, error) {
 		if err != nil {
 			return nil, err
 		}
-		apps = append(apps, devApp{name: name, creds: creds, config: render.App(obj, creds)})
+		apps = append(apps, devApp{name: name, creds: creds, config: render.App(obj, creds), billing: devBilling(obj)})
 	}
 	if err := state.save(); err != nil {
 		return nil, err
@@ -298,12 +355,13 @@ func devPageConfig(apps []devApp) demo.Config {
 // devReloader applies edits of the apps directory while dev runs: new apps
 // get credentials and serve at once, changed limits apply to the next call,
 // removed apps lose their sessions. A directory that does not load (a YAML
-// file half written) keeps the running apps.
+// file half written) keeps the running apps. The SFU gets the new apps
+// through the dev hub, as a pod gets them from the manager's.
 type devReloader struct {
 	appsDir, stateDir string
 	net               devNet
 	origin            string
-	server            *sfu.Server
+	hub               *devHub
 	turn              *turn.Server // nil without TURN
 	page              *demo.Page
 	out               io.Writer
@@ -325,11 +383,11 @@ func (r *devReloader) reload() {
 	if sameDevApps(r.current, apps) {
 		return
 	}
-	pod := devPodConfig(apps, r.net)
-	if err := r.server.SetConfig(pod); err != nil {
+	if err := r.hub.setApps(apps); err != nil {
 		r.log.Warn("apps not reloaded; the running ones stay", "dir", r.appsDir, "err", err)
 		return
 	}
+	pod := devPodConfig(apps, r.net)
 	if r.turn != nil {
 		if err := r.turn.Update(pod); err != nil {
 			r.log.Warn("turn keys not reloaded", "err", err)
@@ -345,7 +403,7 @@ func sameDevApps(a, b []devApp) bool {
 		return false
 	}
 	for i := range a {
-		if a[i].name != b[i].name || !reflect.DeepEqual(a[i].config, b[i].config) {
+		if a[i].name != b[i].name || !reflect.DeepEqual(a[i].config, b[i].config) || a[i].billing != b[i].billing {
 			return false
 		}
 	}
@@ -370,7 +428,7 @@ func printDevChanges(w io.Writer, origin string, withTURN bool, before, after []
 				printTURNKey(&b, a)
 			}
 			fmt.Fprintf(&b, "  base URL   %s/v1\n", origin)
-		case !reflect.DeepEqual(prev.config, a.config):
+		case !reflect.DeepEqual(prev.config, a.config) || prev.billing != a.billing:
 			fmt.Fprintf(&b, "  updated    %s\n", a.name)
 		}
 	}
@@ -384,10 +442,20 @@ func printDevChanges(w io.Writer, origin string, withTURN bool, before, after []
 	}
 }
 
+// devSummary is what the start banner names besides the apps.
+type devSummary struct {
+	origin, udpAddr, turnAddr, stateDir string
+	// adminKey is printed only when dev generated it (generatedKey): a key
+	// given with --admin-key is the user's own.
+	adminKey     string
+	generatedKey bool
+}
+
 // printDevSummary tells the user everything needed to call the API, and
-// ends with the ready line.
-func printDevSummary(w io.Writer, origin, udpAddr, turnAddr, stateDir string, apps []devApp) {
-	fmt.Fprintf(w, "\nswitchboard dev: Calls API, SFU and demo page on %s (media UDP %s)\n", origin, udpAddr)
+// ends with the ready line. A generated admin key appears in it once.
+func printDevSummary(w io.Writer, sum devSummary, apps []devApp) {
+	origin, turnAddr := sum.origin, sum.turnAddr
+	fmt.Fprintf(w, "\nswitchboard dev: Calls API, SFU and demo page on %s (media UDP %s)\n", origin, sum.udpAddr)
 	if turnAddr != "" {
 		fmt.Fprintf(w, "TURN server on %s (UDP and TCP)\n", turnAddr)
 	}
@@ -401,6 +469,12 @@ func printDevSummary(w io.Writer, origin, udpAddr, turnAddr, stateDir string, ap
 		}
 		fmt.Fprintf(w, "  base URL   %s/v1\n\n", origin)
 	}
+	fmt.Fprintf(w, "  admin API  %s%s{appId}\n", origin, hub.AdminPathPrefix)
+	if sum.generatedKey {
+		fmt.Fprintf(w, "  admin key  %s\n", sum.adminKey)
+	} else {
+		fmt.Fprintf(w, "  admin key  the --admin-key value\n")
+	}
 	fmt.Fprintf(w, "  demo page  %s/\n\n", origin)
 	first := apps[0].creds
 	fmt.Fprintf(w, "try it:\n  curl -s -X POST -H 'Authorization: Bearer %s' %s/v1/apps/%s/sessions/new\n", first.AppSecret, origin, first.AppID)
@@ -413,8 +487,9 @@ func printDevSummary(w io.Writer, origin, udpAddr, turnAddr, stateDir string, ap
 			}
 		}
 	}
+	fmt.Fprintf(w, "  curl -s -H 'X-Admin-API-Key: <admin key>' -d '{\"rate_limit\": 100}' %s%s%s\n", origin, hub.AdminPathPrefix, first.AppID)
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "IDs and secrets are kept in %s (delete it for new ones).\n", filepath.Join(stateDir, devStateFile))
+	fmt.Fprintf(w, "IDs and secrets are kept in %s (delete it for new ones).\n", filepath.Join(sum.stateDir, devStateFile))
 	fmt.Fprintf(w, "%s; press Ctrl-C to stop.\n", devReady)
 }
 

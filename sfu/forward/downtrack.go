@@ -330,17 +330,19 @@ func chooseLayer(rids []string, avail uint32, p Preferences) int {
 }
 
 // forward writes one packet of layer idx if it is the layer this down track
-// forwards. It is the per-subscriber part of the hot path: no allocation.
-func (d *DownTrack) forward(idx int, in *rtp.Header, payload []byte, keyframe bool, now int64) {
+// forwards, and reports whether it was written. It is the per-subscriber
+// part of the hot path: no allocation; the caller counts written packets
+// into ForwardedPackets once per ingested packet.
+func (d *DownTrack) forward(idx int, in *rtp.Header, payload []byte, keyframe bool, now int64) bool {
 	d.mu.Lock()
 	if !d.bound || d.src == nil || d.writer == nil {
 		d.mu.Unlock()
-		return
+		return false
 	}
 	if idx != d.cur {
 		if idx != d.target {
 			d.mu.Unlock()
-			return
+			return false
 		}
 		if d.family.gated() && !keyframe {
 			// Keep asking while we wait to switch.
@@ -349,10 +351,10 @@ func (d *DownTrack) forward(idx int, in *rtp.Header, payload []byte, keyframe bo
 				src := d.src
 				d.mu.Unlock()
 				src.RequestKeyframe(idx)
-				return
+				return false
 			}
 			d.mu.Unlock()
-			return
+			return false
 		}
 		d.cur = idx
 		d.resync = true
@@ -400,10 +402,12 @@ func (d *DownTrack) forward(idx int, in *rtp.Header, payload []byte, keyframe bo
 	}
 	n, err := d.writer.WriteRTP(h, payload)
 	d.mu.Unlock()
-	if err == nil {
-		d.packetsOut.Add(1)
-		d.bytesOut.Add(uint64(n))
+	if err != nil {
+		return false
 	}
+	d.packetsOut.Add(1)
+	d.bytesOut.Add(uint64(n))
+	return true
 }
 
 // Stats returns outbound packet and byte counts (egress).
@@ -503,6 +507,7 @@ func (d *DownTrack) resend(outSeq uint16) {
 	if n, err := d.writer.WriteRTP(h, payload); err == nil {
 		d.packetsOut.Add(1)
 		d.bytesOut.Add(uint64(n))
+		forwarded.n.Add(1)
 	}
 }
 

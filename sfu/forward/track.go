@@ -293,8 +293,14 @@ func (t *Track) ingest(l *layer, h *rtp.Header, pkt []byte) {
 		l.ring.put(h.SequenceNumber, pkt)
 	}
 	kf := isKeyframe(codecFamily(t.family.Load()), payload)
+	var sent uint64
 	for _, d := range *t.downs.Load() {
-		d.forward(l.idx, h, payload, kf, now)
+		if d.forward(l.idx, h, payload, kf, now) {
+			sent++
+		}
+	}
+	if sent > 0 {
+		forwarded.n.Add(sent)
 	}
 }
 
