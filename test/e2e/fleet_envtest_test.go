@@ -817,6 +817,7 @@ func checkFrame(b []byte) (ok, key bool) {
 type publisher struct {
 	pc      *webrtc.PeerConnection
 	sid     string
+	mid     string
 	plis    atomic.Int64
 	keyNext atomic.Bool
 	stop    chan struct{}
@@ -851,6 +852,7 @@ func (h *fleetHarness) publish(t *testing.T, p *fleetPod, name string) *publishe
 	if err := pub.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: res.SessionDescription.SDP}); err != nil {
 		t.Fatal(err)
 	}
+	pub.mid = tr.Mid()
 	pub.keyNext.Store(true)
 	pub.done.Add(2)
 	go func() {
@@ -1250,20 +1252,14 @@ func (h *fleetHarness) podStats(t *testing.T, p *fleetPod) podStats {
 		st.memory, _ = val("go_memstats_heap_inuse_bytes")
 		return st
 	}
-	// TODO-REMOVE: `switchboard sfu` exports no Go runtime metrics yet
-	// (its registry has no Go or process collector); until it does, the
-	// resident set from /proc stands in for the heap and goroutines go
-	// unmeasured.
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.running().cmd.Process.Pid))
-	if err != nil {
-		t.Fatal(err)
+	// TODO-REMOVE: `switchboard sfu` exports the process collector but no
+	// Go collector yet (sfu/metrics.go); until it does, the resident set
+	// stands in for the heap and goroutines go unmeasured.
+	rss, ok := val("process_resident_memory_bytes")
+	if !ok {
+		t.Fatalf("%s's /metrics has neither go_goroutines nor process_resident_memory_bytes", p.name)
 	}
-	for _, line := range strings.Split(string(status), "\n") {
-		if f := strings.Fields(line); len(f) == 3 && f[0] == "VmRSS:" {
-			kb, _ := strconv.ParseFloat(f[1], 64)
-			st.memory, st.source = kb*1024, "resident"
-		}
-	}
+	st.memory, st.source = rss, "resident"
 	return st
 }
 
