@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -66,6 +67,15 @@ type Options struct {
 	// HubURL and HubToken are rendered into pod configs (see
 	// controllers/metering); empty means pods run without a hub.
 	HubURL, HubToken string
+	// Reports is the hub's view of the pods (the metering ledger): their
+	// load and drain state, for SFUPool status, drain Events and
+	// load-driven autoscaling. Nil: none of those.
+	Reports sfupool.PodReports
+	// Clock is the SFUPool controller's time source (tests); time.Now when nil.
+	Clock func() time.Time
+	// LoadInterval is how often load-driven pools are sampled (tests);
+	// sfupool.DefaultLoadInterval when zero.
+	LoadInterval time.Duration
 }
 
 // SetupWith is Setup with options.
@@ -73,7 +83,8 @@ func SetupWith(ctx context.Context, mgr ctrl.Manager, o Options) error {
 	if err := index.Setup(ctx, mgr.GetFieldIndexer()); err != nil {
 		return err
 	}
-	pools := &sfupool.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), HubURL: o.HubURL, HubToken: o.HubToken}
+	pools := &sfupool.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), HubURL: o.HubURL, HubToken: o.HubToken,
+		Reports: o.Reports, Clock: o.Clock, LoadInterval: o.LoadInterval}
 	if err := pools.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up sfupool controller: %w", err)
 	}

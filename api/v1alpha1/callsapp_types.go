@@ -174,6 +174,18 @@ type CallsAppStatus struct {
 	// +optional
 	CredentialsSecretName string `json:"credentialsSecretName,omitempty"`
 
+	// SecretRotation is the last value of the
+	// calls.switchboard.dev/rotate-secret annotation the operator acted on:
+	// when the annotation holds another value, the operator generates a new
+	// app secret (same app ID) and records the value here.
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	SecretRotation string `json:"secretRotation,omitempty"`
+
+	// SecretRotatedAt is when the app secret was last rotated.
+	// +optional
+	SecretRotatedAt *metav1.Time `json:"secretRotatedAt,omitempty"`
+
 	// TURNKeyID is the ID of the app's TURN key, used in
 	// /v1/turn/keys/<id>/credentials/generate-ice-servers.
 	// +optional

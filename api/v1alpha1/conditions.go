@@ -80,6 +80,14 @@ const (
 	// AnnotationConfigVersion on the <pool>-config Secret is the rendered
 	// configuration's version.
 	AnnotationConfigVersion = "calls.switchboard.dev/config-version"
+	// AnnotationRotateSecret on a CallsApp asks for a new app secret: set it
+	// to any value not used before (a date, a counter). The operator
+	// rotates once per value and records it in status.secretRotation.
+	AnnotationRotateSecret = "calls.switchboard.dev/rotate-secret"
+	// AnnotationRotatedFor on a credentials Secret is the rotate-secret
+	// value its current app secret was generated for, so a rotation whose
+	// status write failed is not repeated.
+	AnnotationRotatedFor = "calls.switchboard.dev/rotated-for"
 )
 
 // Keys of the credentials Secret <app>-credentials.

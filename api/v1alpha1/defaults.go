@@ -22,6 +22,9 @@ const (
 	DefaultPricePerGB      = "0.05"
 	DefaultAutoscaleMin    = int32(2)
 	DefaultAutoscaleTarget = int32(70)
+	// DefaultScaleDownStabilization is how long load must ask for fewer pods
+	// before a load-driven pool removes one.
+	DefaultScaleDownStabilization = 5 * time.Minute
 )
 
 // DefaultTURNListeners are the TURN listeners of a pool that names none.
@@ -42,6 +45,9 @@ func (p *SFUPool) Default() {
 	if a := s.Autoscaling; a != nil {
 		if a.MinReplicas == 0 {
 			a.MinReplicas = DefaultAutoscaleMin
+		}
+		if a.Mode == "" {
+			a.Mode = AutoscalingCPU
 		}
 		if a.TargetCPUUtilizationPercentage == 0 {
 			a.TargetCPUUtilizationPercentage = DefaultAutoscaleTarget

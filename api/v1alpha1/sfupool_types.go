@@ -49,8 +49,9 @@ type SFUPoolSpec struct {
 	// +optional
 	Replicas *int32 `json:"replicas,omitempty"`
 
-	// Autoscaling scales the SFU pods between minReplicas and maxReplicas on CPU
-	// use. Mutually exclusive with replicas.
+	// Autoscaling scales the SFU pods between minReplicas and maxReplicas, on
+	// CPU use (mode CPU) or on the load the pods report (mode Load).
+	// Mutually exclusive with replicas.
 	// +optional
 	Autoscaling *AutoscalingSpec `json:"autoscaling,omitempty"`
 
@@ -113,9 +114,33 @@ type SFUPoolSpec struct {
 	TrustedProxies []string `json:"trustedProxies,omitempty"`
 }
 
-// AutoscalingSpec bounds a HorizontalPodAutoscaler on the SFU pods.
+// AutoscalingMode chooses what drives the number of SFU pods.
+// +kubebuilder:validation:Enum=CPU;Load
+type AutoscalingMode string
+
+const (
+	// AutoscalingCPU hands the SFU StatefulSet to a HorizontalPodAutoscaler
+	// that follows CPU use (the metrics server must run in the cluster).
+	AutoscalingCPU AutoscalingMode = "CPU"
+	// AutoscalingLoad lets the operator scale on the load the pods report
+	// (sessions, egress), removing the emptier end of the ordinal range on
+	// scale-down. See docs/proposals/2026-11-24-autoscaling-on-load.md.
+	AutoscalingLoad AutoscalingMode = "Load"
+)
+
+// AutoscalingSpec scales the SFU pods between minReplicas and maxReplicas,
+// either through a CPU-based HorizontalPodAutoscaler (mode CPU) or by the
+// operator on the pods' reported load (mode Load).
 // +kubebuilder:validation:XValidation:rule="self.minReplicas <= self.maxReplicas",message="spec.autoscaling.minReplicas must not exceed spec.autoscaling.maxReplicas"
+// +kubebuilder:validation:XValidation:rule="!has(self.mode) || self.mode != 'Load' || has(self.targetSessionsPerPod) || has(self.targetEgressBytesPerSecondPerPod)",message="spec.autoscaling.mode Load needs targetSessionsPerPod or targetEgressBytesPerSecondPerPod"
+// +kubebuilder:validation:XValidation:rule="(has(self.mode) && self.mode == 'Load') || (!has(self.targetSessionsPerPod) && !has(self.targetEgressBytesPerSecondPerPod) && !has(self.scaleDownStabilization))",message="spec.autoscaling.targetSessionsPerPod, targetEgressBytesPerSecondPerPod and scaleDownStabilization apply only to mode Load"
 type AutoscalingSpec struct {
+	// Mode is CPU (a HorizontalPodAutoscaler on CPU use, the default) or
+	// Load (the operator scales on the sessions and egress the pods report).
+	// +kubebuilder:default=CPU
+	// +optional
+	Mode AutoscalingMode `json:"mode,omitempty"`
+
 	// MinReplicas is the lowest number of SFU pods.
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:default=2
@@ -127,13 +152,41 @@ type AutoscalingSpec struct {
 	MaxReplicas int32 `json:"maxReplicas"`
 
 	// TargetCPUUtilizationPercentage is the average CPU use, in percent of the
-	// request, the autoscaler aims for.
+	// request, the autoscaler aims for (mode CPU).
 	// +kubebuilder:validation:Minimum=10
 	// +kubebuilder:validation:Maximum=100
 	// +kubebuilder:default=70
 	// +optional
 	TargetCPUUtilizationPercentage int32 `json:"targetCPUUtilizationPercentage,omitempty"`
+
+	// TargetSessionsPerPod is the average number of live sessions per SFU
+	// pod the operator aims for (mode Load). With targetEgressBytesPerSecondPerPod
+	// also set, the pool gets the larger of the two pod counts.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000000
+	// +optional
+	TargetSessionsPerPod *int64 `json:"targetSessionsPerPod,omitempty"`
+
+	// TargetEgressBytesPerSecondPerPod is the average egress rate per SFU pod,
+	// in bytes per second, the operator aims for (mode Load); for example
+	// 125000000 for 1 Gbit/s.
+	// +kubebuilder:validation:Minimum=1000
+	// +optional
+	TargetEgressBytesPerSecondPerPod *int64 `json:"targetEgressBytesPerSecondPerPod,omitempty"`
+
+	// ScaleDownStabilization is how long the load must have asked for fewer
+	// pods, without a break, before the operator removes one (mode Load).
+	// Scale-up happens as soon as the load averaged over 30 s is over the
+	// target. Default 5m.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=duration
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s') && duration(self) <= duration('24h')",message="spec.autoscaling.scaleDownStabilization must be between 0s and 24h"
+	// +optional
+	ScaleDownStabilization *metav1.Duration `json:"scaleDownStabilization,omitempty"`
 }
+
+// LoadDriven reports whether the operator scales the pool on reported load.
+func (a *AutoscalingSpec) LoadDriven() bool { return a != nil && a.Mode == AutoscalingLoad }
 
 // MediaSpec is the SFU media plane: exposure and UDP port.
 type MediaSpec struct {
@@ -333,6 +386,18 @@ type SFUPoolStatus struct {
 	// operator rendered last into the <pool>-config Secret.
 	// +optional
 	ConfigVersion string `json:"configVersion,omitempty"`
+
+	// OrdinalStart is the ordinal of the SFU StatefulSet's first pod
+	// (spec.ordinals.start): load-driven scale-down may remove the lowest
+	// ordinal instead of the highest, so the range does not always start
+	// at 0.
+	// +optional
+	OrdinalStart int32 `json:"ordinalStart,omitempty"`
+
+	// LastScaleTime is when the operator last changed the number of SFU
+	// pods (mode Load).
+	// +optional
+	LastScaleTime *metav1.Time `json:"lastScaleTime,omitempty"`
 
 	// Pods lists the SFU pods with their addresses and state.
 	// +listType=map

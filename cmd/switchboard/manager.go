@@ -122,11 +122,14 @@ func runManager(ctx context.Context, args []string) error {
 		if err != nil {
 			return fmt.Errorf("hub keys: %w", err)
 		}
-		if _, err := metering.Setup(mgr, metering.Options{Addr: f.hubAddr, HubToken: hubToken, AdminKey: adminKey}); err != nil {
+		m, err := metering.Setup(mgr, metering.Options{Addr: f.hubAddr, HubToken: hubToken, AdminKey: adminKey})
+		if err != nil {
 			return err
 		}
+		// Pod reports feed SFUPool drain status and load-driven autoscaling.
+		ctrlOpts.Reports = m.Ledger
 		if f.hubURL != "" {
-			ctrlOpts = controllers.Options{HubURL: f.hubURL, HubToken: hubToken}
+			ctrlOpts.HubURL, ctrlOpts.HubToken = f.hubURL, hubToken
 		}
 	}
 	if err := controllers.SetupWith(ctx, mgr, ctrlOpts); err != nil {

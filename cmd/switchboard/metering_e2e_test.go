@@ -191,8 +191,10 @@ func TestKubectlGetCallsAppsShowsSessionsAndEgressFromARunningSFU(t *testing.T) 
 	sfuCtx, stopSFU := context.WithCancel(ctx)
 	sfuDone := make(chan error, 1)
 	go func() {
+		// The rendered config has a fleet section, which needs the pod's
+		// ordinal ($POD_NAME in a StatefulSet, not set here).
 		sfuDone <- runSFU(sfuCtx, []string{"--config", cfgPath, "--listen", httpAddr, "--udp-port", fmt.Sprint(udpPort),
-			"--advertise", "127.0.0.1", "--pod-name", "demo-sfu-0", "--log-level", "warn"})
+			"--advertise", "127.0.0.1", "--pod-name", "demo-sfu-0", "--pod-ordinal", "0", "--log-level", "warn"})
 	}()
 	defer func() { stopSFU(); <-sfuDone }()
 	base := "http://" + httpAddr + "/v1/apps/" + appID

@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -72,6 +73,13 @@ type scope struct {
 	pool *v1alpha1.SFUPool
 	// rendered tells whether the pool's configuration holds the app. Set by reconcilePool.
 	rendered bool
+	// rotation is the rotate-secret value handled by this reconcile (to
+	// record in status); rotatedNow says the secret was replaced now. Set
+	// by reconcileCredentials.
+	rotation   string
+	rotatedNow bool
+	// now is the reconcile's time. Set by Reconcile.
+	now metav1.Time
 }
 
 // Reconcile brings one app's credentials and status up to date.
@@ -86,7 +94,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (res 
 		return reconcile.Result{}, nil
 	}
 	before := app.DeepCopy()
-	s := &scope{app: app}
+	s := &scope{app: app, now: metav1.Now()}
 
 	defer func() {
 		setStatus(s, reterr == nil)
@@ -139,7 +147,7 @@ func (r *Reconciler) SetupWithManager(mgr manager.Manager) error {
 	}
 	return builder.ControllerManagedBy(mgr).
 		Named("callsapp").
-		For(&v1alpha1.CallsApp{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, usageChanged()))).
+		For(&v1alpha1.CallsApp{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, usageChanged(), rotateSecretChanged()))).
 		Owns(&corev1.Secret{}).
 		Watches(&v1alpha1.SFUPool{}, handler.EnqueueRequestsFromMapFunc(r.appsOfPool)).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.appsOfConfigSecret)).
@@ -153,6 +161,16 @@ func usageChanged() predicate.Predicate {
 			o, ok1 := e.ObjectOld.(*v1alpha1.CallsApp)
 			n, ok2 := e.ObjectNew.(*v1alpha1.CallsApp)
 			return ok1 && ok2 && !equality.Semantic.DeepEqual(o.Status.Usage, n.Status.Usage)
+		},
+	}
+}
+
+// rotateSecretChanged passes updates that change the rotate-secret
+// annotation (annotations do not bump the generation).
+func rotateSecretChanged() predicate.Predicate {
+	return predicate.Funcs{
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			return e.ObjectOld.GetAnnotations()[v1alpha1.AnnotationRotateSecret] != e.ObjectNew.GetAnnotations()[v1alpha1.AnnotationRotateSecret]
 		},
 	}
 }

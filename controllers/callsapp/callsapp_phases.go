@@ -48,7 +48,17 @@ func (r *Reconciler) reconcileCredentials(ctx context.Context, s *scope) error {
 		return nil
 	}
 	current := render.CredentialsFromSecretData(secret.Data)
-	filled, changed, err := render.FillCredentials(current, r.rand(), withTURN)
+	rotate := rotationRequested(app)
+	if rotate != "" && secret.Annotations[v1alpha1.AnnotationRotatedFor] == rotate {
+		// Rotated already; only the status write was lost.
+		s.rotation = rotate
+		rotate = ""
+	}
+	base := current
+	if rotate != "" {
+		base.AppSecret = "" // FillCredentials makes a new one; the app ID stays
+	}
+	filled, changed, err := render.FillCredentials(base, r.rand(), withTURN)
 	if err != nil {
 		s.credsErr = err
 		return err
@@ -67,6 +77,12 @@ func (r *Reconciler) reconcileCredentials(ctx context.Context, s *scope) error {
 	for k, v := range filled.SecretData() {
 		secret.Data[k] = v
 	}
+	if rotate != "" {
+		if secret.Annotations == nil {
+			secret.Annotations = map[string]string{}
+		}
+		secret.Annotations[v1alpha1.AnnotationRotatedFor] = rotate
+	}
 	if err := controllerutil.SetControllerReference(app, &secret, r.Client.Scheme()); err != nil {
 		s.credsErr = err
 		return err
@@ -75,9 +91,27 @@ func (r *Reconciler) reconcileCredentials(ctx context.Context, s *scope) error {
 		s.credsErr = err
 		return fmt.Errorf("update credentials of callsapp %s/%s: %w", app.Namespace, app.Name, err)
 	}
-	log.FromContext(ctx).Info("credentials completed", "callsapp", client.ObjectKeyFromObject(app), "secret", key.Name)
 	s.creds = filled
+	if rotate != "" {
+		// The event names the app ID and the Secret, never the secret.
+		log.FromContext(ctx).Info("app secret rotated", "callsapp", client.ObjectKeyFromObject(app), "secret", key.Name, "appID", filled.AppID, "rotation", rotate)
+		r.event(app, corev1.EventTypeNormal, EventSecretRotated, "RotateSecret",
+			"generated a new secret for app ID %s in Secret %s (rotation %q); the old secret stops working once the pods load the new configuration", filled.AppID, key.Name, rotate)
+		s.rotation, s.rotatedNow = rotate, true
+		return nil
+	}
+	log.FromContext(ctx).Info("credentials completed", "callsapp", client.ObjectKeyFromObject(app), "secret", key.Name)
 	return nil
+}
+
+// rotationRequested is the rotate-secret annotation's value when it asks
+// for a rotation not yet recorded in status, else "".
+func rotationRequested(app *v1alpha1.CallsApp) string {
+	v := app.Annotations[v1alpha1.AnnotationRotateSecret]
+	if v == "" || v == app.Status.SecretRotation {
+		return ""
+	}
+	return v
 }
 
 func (r *Reconciler) createCredentials(ctx context.Context, s *scope, key types.NamespacedName, withTURN bool) error {
@@ -87,10 +121,17 @@ func (r *Reconciler) createCredentials(ctx context.Context, s *scope, key types.
 		s.credsErr = err
 		return err
 	}
+	rotate := rotationRequested(app)
+	var annotations map[string]string
+	if rotate != "" {
+		// A new app's secret is fresh anyway: the request counts as done.
+		annotations = map[string]string{v1alpha1.AnnotationRotatedFor: rotate}
+	}
 	secret := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{
-			Name:      key.Name,
-			Namespace: key.Namespace,
+			Annotations: annotations,
+			Name:        key.Name,
+			Namespace:   key.Namespace,
 			Labels: map[string]string{
 				v1alpha1.LabelName:      "switchboard",
 				v1alpha1.LabelManagedBy: v1alpha1.ManagedBy,
@@ -113,6 +154,7 @@ func (r *Reconciler) createCredentials(ctx context.Context, s *scope, key types.
 	r.event(app, corev1.EventTypeNormal, EventCredentialsCreated, "CreateCredentials",
 		"generated app ID %s and its credentials in Secret %s", creds.AppID, key.Name)
 	s.creds = creds
+	s.rotation = rotate
 	return nil
 }
 

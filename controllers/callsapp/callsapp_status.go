@@ -22,6 +22,12 @@ func setStatus(s *scope, ok bool) {
 		st.AppID = s.creds.AppID
 		st.CredentialsSecretName = render.CredentialsSecretName(app)
 	}
+	if s.rotation != "" {
+		st.SecretRotation = s.rotation
+		if s.rotatedNow || st.SecretRotatedAt == nil {
+			st.SecretRotatedAt = &s.now
+		}
+	}
 	st.TURNKeyID = ""
 	if app.Spec.TURNEnabled() && s.creds.HasTURNKey() {
 		st.TURNKeyID = s.creds.TURNKeyID

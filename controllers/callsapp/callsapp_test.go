@@ -415,7 +415,9 @@ func TestSecondReconcileWithNothingChangedMakesNoWrites(t *testing.T) {
 		return nil
 	})
 	got := round()
-	want := []string{"apply StatefulSet " + ns + "/demo-sfu", "status-patch SFUPool " + ns + "/demo"}
+	// The config changes too: its fleet ordinals follow the scale (read
+	// live by the pods; the restart hash does not move).
+	want := []string{"apply Secret " + ns + "/demo-config", "apply StatefulSet " + ns + "/demo-sfu", "status-patch SFUPool " + ns + "/demo"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("writes after a replicas change: %v, want %v", got, want)
 	}

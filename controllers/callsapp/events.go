@@ -13,6 +13,7 @@ import (
 // Event reasons the app controller records, each once per transition.
 const (
 	EventCredentialsCreated = "CredentialsCreated"
+	EventSecretRotated      = "SecretRotated"
 	EventQuotaExceeded      = "QuotaExceeded"
 	EventQuotaRestored      = "QuotaRestored"
 	EventPoolNotFound       = v1alpha1.ReasonPoolNotFound

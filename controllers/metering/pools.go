@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -16,8 +17,9 @@ import (
 
 // applyPods writes the pods' reported load into a pool's status: the
 // pool's live sessions, and per listed pod its sessions, tracks, egress
-// rate and config version. The pod list itself is the SFUPool
-// controller's.
+// rate and config version. The pod list and the drain state are the SFUPool
+// controller's; a draining pod that stopped reporting keeps the load it
+// last reported, which its DrainFinished Event tells.
 func applyPods(st *v1alpha1.SFUPoolStatus, pods []hub.PodStatus) {
 	by := make(map[string]hub.PodStatus, len(pods))
 	var sessions int64
@@ -29,6 +31,9 @@ func applyPods(st *v1alpha1.SFUPoolStatus, pods []hub.PodStatus) {
 	for i := range st.Pods {
 		if p, ok := by[st.Pods[i].Name]; ok {
 			pp := &st.Pods[i]
+			if pp.Draining && (p.Stopped || p.Stale) {
+				continue
+			}
 			pp.Sessions, pp.Tracks, pp.EgressBytesPerSecond = p.Sessions, p.Tracks, p.EgressBytesPerSecond
 			if p.ConfigVersion != "" {
 				pp.ConfigVersion = p.ConfigVersion
@@ -58,8 +63,13 @@ func (m *Metering) writePoolStatuses(ctx context.Context, force bool) {
 		if due, _ := m.throttle.Due(key, fp); !due && !force {
 			continue
 		}
-		if err := m.c.Status().Patch(ctx, pool, client.MergeFrom(before)); err != nil {
-			m.log.Error(err, "write pool load", "sfupool", pool.Namespace+"/"+pool.Name)
+		// The optimistic lock keeps a stale cached pod list (the SFUPool
+		// controller's) from being written back over a newer one; a
+		// conflict is retried on the next tick.
+		if err := m.c.Status().Patch(ctx, pool, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+			if !apierrors.IsConflict(err) {
+				m.log.Error(err, "write pool load", "sfupool", pool.Namespace+"/"+pool.Name)
+			}
 			continue
 		}
 		m.throttle.Written(key, fp)

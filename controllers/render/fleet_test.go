@@ -24,3 +24,32 @@ func TestFleetPeerAddressesFollowTheStatefulSetDNSNames(t *testing.T) {
 		t.Fatalf("ordinal of the StatefulSet's pod 2: %d %v", n, err)
 	}
 }
+
+func TestScalingChangesFleetOrdinalsWithoutRollingPods(t *testing.T) {
+	pool := &v1alpha1.SFUPool{ObjectMeta: metav1.ObjectMeta{Name: "demo", Namespace: "calls"}}
+	if got := OrdinalRange(2, 3); len(got) != 3 || got[0] != 2 || got[2] != 4 {
+		t.Fatalf("ordinals of 3 pods from 2: %v", got)
+	}
+	if OrdinalRange(0, 0) != nil {
+		t.Fatal("no pods must render no ordinals")
+	}
+	render := func(start, replicas int32) (version, restart string, ordinals []int) {
+		cfg := PodConfig(pool, nil)
+		f := Fleet(pool, "0123456789abcdef0123456789abcdef")
+		f.Ordinals = OrdinalRange(start, replicas)
+		SetFleet(&cfg, f)
+		return cfg.Version, SFURestartHash(cfg), cfg.Fleet.Ordinals
+	}
+	v2, r2, _ := render(0, 2)
+	v3, r3, o3 := render(0, 3)
+	v3s, r3s, _ := render(1, 3)
+	if v2 == v3 || v3 == v3s {
+		t.Fatal("a new ordinal range must give a new config version, so pods pick it up")
+	}
+	if r2 != r3 || r3 != r3s {
+		t.Fatal("a new ordinal range changed the restart hash: every scale would roll the pods")
+	}
+	if len(o3) != 3 || o3[2] != 2 {
+		t.Fatalf("rendered ordinals %v", o3)
+	}
+}

@@ -53,8 +53,23 @@ func goldenPools(t *testing.T) map[string]*v1alpha1.SFUPool {
 		},
 		AllowedPeerCIDRs: []string{"192.0.2.0/24"},
 	}
-	return map[string]*v1alpha1.SFUPool{"sample": sample, "hostnetwork": host, "turningress": ingress}
+	load := sample.DeepCopy()
+	load.Name = "elastic"
+	load.Spec.Replicas = nil
+	load.Spec.Autoscaling = &v1alpha1.AutoscalingSpec{Mode: v1alpha1.AutoscalingLoad, MinReplicas: 2, MaxReplicas: 8,
+		TargetSessionsPerPod: ptr.To(int64(200))}
+	return map[string]*v1alpha1.SFUPool{"sample": sample, "hostnetwork": host, "turningress": ingress, "elastic": load}
 }
+
+// goldenScale is the StatefulSet scale the controller would apply for each
+// golden pool: fixed replicas, the HPA's current count, or a load-driven
+// pool that removed its lowest ordinals (3 pods from ordinal 2).
+var goldenScale = map[string]struct{ replicas, start int32 }{
+	"sample": {2, 0}, "hostnetwork": {3, 0}, "turningress": {2, 0}, "elastic": {3, 2},
+}
+
+// goldenFleetToken stands for the token the controller generates per pool.
+const goldenFleetToken = "f1ee7f1ee7f1ee7f1ee7f1ee7f1ee7f1ee7f1ee7f1ee7f1ee7f1ee7f1ee7f1ee"
 
 func readSamplePool(t *testing.T) *v1alpha1.SFUPool {
 	t.Helper()
@@ -86,10 +101,19 @@ func TestGoldenPoolChildren(t *testing.T) {
 	for name, pool := range goldenPools(t) {
 		t.Run(name, func(t *testing.T) {
 			pod := PodConfig(pool, sampleApps(t, pool.Namespace))
+			scale := goldenScale[name]
+			f := Fleet(pool, goldenFleetToken)
+			f.Ordinals = OrdinalRange(scale.start, scale.replicas)
+			SetFleet(&pod, f)
 			children, err := Children(pool, pod)
 			if err != nil {
 				t.Fatal(err)
 			}
+			replicas := &scale.replicas
+			if pool.Spec.Autoscaling == nil {
+				replicas = nil // the rendering's own spec.replicas
+			}
+			SetSFUScale(children, replicas, scale.start)
 			var buf bytes.Buffer
 			for _, c := range children {
 				if c.Object == nil {

@@ -34,3 +34,7 @@ func TURNServiceName(p *v1alpha1.SFUPool) string { return TURNName(p) }
 
 // CredentialsSecretName is a CallsApp's credentials Secret.
 func CredentialsSecretName(a *v1alpha1.CallsApp) string { return a.Name + "-credentials" }
+
+// FleetSecretName is the Secret holding the pool's fleet token, generated
+// once and kept across reconciles and manager restarts.
+func FleetSecretName(p *v1alpha1.SFUPool) string { return p.Name + "-fleet" }

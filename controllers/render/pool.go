@@ -200,12 +200,31 @@ func SFUStatefulSet(pool *v1alpha1.SFUPool, restartHash string) *appsv1.Stateful
 		},
 	}
 	if s.Autoscaling == nil {
-		// With autoscaling the HorizontalPodAutoscaler moves replicas; the
-		// controller fills in the current value (see the sfupool package),
-		// which this pure function cannot know.
+		// With autoscaling the HorizontalPodAutoscaler or the operator's
+		// load-driven scaling moves replicas; the controller fills in the
+		// value with SetSFUScale, which this pure function cannot know.
 		sts.Spec.Replicas = s.Replicas
 	}
 	return sts
+}
+
+// SetSFUScale sets the SFU StatefulSet among children to replicas pods from
+// ordinal start (spec.ordinals.start, left out when 0). A nil replicas
+// keeps what the rendering has.
+func SetSFUScale(children []Child, replicas *int32, start int32) {
+	for _, c := range children {
+		sts, ok := c.Object.(*appsv1.StatefulSet)
+		if !ok || sts.Labels[v1alpha1.LabelComponent] != sfuComponent {
+			continue
+		}
+		if replicas != nil {
+			sts.Spec.Replicas = ptr.To(*replicas)
+		}
+		sts.Spec.Ordinals = nil
+		if start > 0 {
+			sts.Spec.Ordinals = &appsv1.StatefulSetOrdinals{Start: start}
+		}
+	}
 }
 
 // TURNDeployment is the TURN workload, or nil when TURN is off. TURN pods
@@ -416,12 +435,12 @@ func SFUPodDisruptionBudget(pool *v1alpha1.SFUPool) *policyv1.PodDisruptionBudge
 }
 
 // SFUAutoscaler scales the SFU StatefulSet on CPU, or nil without
-// spec.autoscaling.
+// spec.autoscaling or when the operator scales on load (mode Load).
 func SFUAutoscaler(pool *v1alpha1.SFUPool) *autoscalingv2.HorizontalPodAutoscaler {
 	p := pool.DeepCopy()
 	p.Default()
 	a := p.Spec.Autoscaling
-	if a == nil {
+	if a == nil || a.LoadDriven() {
 		return nil
 	}
 	return &autoscalingv2.HorizontalPodAutoscaler{

@@ -44,6 +44,18 @@ func TestInvalidSpecsAreRejectedWithTheFieldNamed(t *testing.T) {
 			p.Spec.Replicas = nil
 			p.Spec.Autoscaling = &v1alpha1.AutoscalingSpec{MinReplicas: 5, MaxReplicas: 3}
 		}},
+		{"spec.autoscaling.mode Load needs", func(p *v1alpha1.SFUPool) {
+			p.Spec.Replicas = nil
+			p.Spec.Autoscaling = &v1alpha1.AutoscalingSpec{Mode: v1alpha1.AutoscalingLoad, MinReplicas: 1, MaxReplicas: 3}
+		}},
+		{"spec.autoscaling.targetSessionsPerPod, targetEgressBytesPerSecondPerPod and scaleDownStabilization apply only to mode Load", func(p *v1alpha1.SFUPool) {
+			p.Spec.Replicas = nil
+			p.Spec.Autoscaling = &v1alpha1.AutoscalingSpec{MinReplicas: 1, MaxReplicas: 3, TargetSessionsPerPod: ptr.To(int64(100))}
+		}},
+		{"spec.autoscaling.mode", func(p *v1alpha1.SFUPool) {
+			p.Spec.Replicas = nil
+			p.Spec.Autoscaling = &v1alpha1.AutoscalingSpec{Mode: "Memory", MinReplicas: 1, MaxReplicas: 3}
+		}},
 		{"spec.media.exposure", func(p *v1alpha1.SFUPool) { p.Spec.Media.Exposure = "Tunnel" }},
 		{"spec.media.udpPort", func(p *v1alpha1.SFUPool) { p.Spec.Media.UDPPort = 80 }},
 		{"spec.turn.tlsSecretRef", func(p *v1alpha1.SFUPool) {

@@ -1,6 +1,9 @@
 package sfupool
 
 import (
+	"fmt"
+	"time"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -11,15 +14,21 @@ import (
 // Event reasons the pool controller records besides a Degraded
 // condition's own reason, each once per transition.
 const (
-	EventRecovered = "Recovered"
-	EventReady     = "Ready"
+	EventRecovered     = "Recovered"
+	EventReady         = "Ready"
+	EventDrainStarted  = "DrainStarted"
+	EventDrainFinished = "DrainFinished"
+	EventScaledUp      = "ScaledUp"
+	EventScaledDown    = "ScaledDown"
 )
 
 // recordTransitions records an Event for each condition whose status
-// changed between the written status (before) and the new one (after).
-// Called only once the new status is stored, so a failed write, retried,
-// does not record twice. A nil Recorder records nothing.
-func (r *Reconciler) recordTransitions(before, after *v1alpha1.SFUPool) {
+// changed between the written status (before) and the new one (after), and
+// for each SFU pod whose drain started or finished. Called only once the
+// new status is stored, so a failed write, retried, does not record twice,
+// and a restarted operator, which reads the stored status, does not record
+// again. A nil Recorder records nothing.
+func (r *Reconciler) recordTransitions(before, after *v1alpha1.SFUPool, now time.Time) {
 	if r.Recorder == nil {
 		return
 	}
@@ -36,6 +45,83 @@ func (r *Reconciler) recordTransitions(before, after *v1alpha1.SFUPool) {
 	if isTrue(newR) && !isTrue(oldR) {
 		r.Recorder.Eventf(after, nil, corev1.EventTypeNormal, EventReady, "Reconcile", "%s", newR.Message)
 	}
+	r.recordDrains(before, after, now)
+}
+
+// recordDrains records DrainStarted for each pod listed as draining now and
+// not before, and DrainFinished for each pod listed as draining before
+// that is gone or no longer draining (a pod of the same name started
+// afresh). The sessions left are the last the pod reported; the drain hit
+// its timeout when the deadline had passed by the time the end was seen.
+func (r *Reconciler) recordDrains(before, after *v1alpha1.SFUPool, now time.Time) {
+	was := map[string]v1alpha1.PoolPod{}
+	for _, p := range before.Status.Pods {
+		if p.Draining {
+			was[p.Name] = p
+		}
+	}
+	for _, p := range after.Status.Pods {
+		if !p.Draining {
+			continue
+		}
+		if _, ok := was[p.Name]; ok {
+			delete(was, p.Name)
+			continue
+		}
+		r.Recorder.Eventf(after, nil, corev1.EventTypeNormal, EventDrainStarted, "Drain",
+			"pod %s started draining with %d sessions; it takes no new ones and stops by %s", p.Name, p.Sessions, deadline(p))
+	}
+	for _, p := range before.Status.Pods {
+		if _, ok := was[p.Name]; !ok {
+			continue
+		}
+		timedOut := p.DrainDeadline != nil && !now.Before(p.DrainDeadline.Time)
+		how := "its sessions ended before the drain timeout"
+		eventType := corev1.EventTypeNormal
+		if timedOut {
+			how = "the drain timeout was reached"
+			if p.Sessions > 0 {
+				eventType = corev1.EventTypeWarning
+			}
+		}
+		r.Recorder.Eventf(after, nil, eventType, EventDrainFinished, "Drain",
+			"pod %s finished draining with %d sessions left (last reported): %s", p.Name, p.Sessions, how)
+	}
+}
+
+func deadline(p v1alpha1.PoolPod) string {
+	if p.DrainDeadline == nil {
+		return "its drain timeout"
+	}
+	return p.DrainDeadline.UTC().Format(time.RFC3339)
+}
+
+// recordScale records ScaledUp or ScaledDown once a load-driven scale was
+// written to the StatefulSet. The next decision reads the StatefulSet past
+// the cache, so the same change is not decided (nor recorded) twice.
+func (r *Reconciler) recordScale(s *scope) {
+	d := s.scaled
+	if r.Recorder == nil || d == nil || s.scaledAt == nil {
+		return
+	}
+	from := desiredBefore(s)
+	reason, verb := EventScaledUp, "up"
+	if d.Replicas < from {
+		reason, verb = EventScaledDown, "down"
+	}
+	removed := ""
+	if len(d.Removed) > 0 {
+		removed = fmt.Sprintf("; pods leaving: %v", d.Removed)
+	}
+	r.Recorder.Eventf(s.pool, nil, corev1.EventTypeNormal, reason, "Scale",
+		"scaled %s from %d to %d SFU pods (ordinals %d-%d): %s%s", verb, from, d.Replicas, d.Start, d.Start+d.Replicas-1, d.Reason, removed)
+}
+
+func desiredBefore(s *scope) int32 {
+	if s.sts != nil && s.sts.Spec.Replicas != nil {
+		return *s.sts.Spec.Replicas
+	}
+	return 0
 }
 
 func isTrue(c *metav1.Condition) bool { return c != nil && c.Status == metav1.ConditionTrue }

@@ -3,6 +3,7 @@ package sfupool
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -12,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/workqueue"
@@ -25,7 +27,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/switchboard-rtc/switchboard/api/v1alpha1"
+	"github.com/switchboard-rtc/switchboard/controllers/autoscale"
 	"github.com/switchboard-rtc/switchboard/controllers/render"
+	"github.com/switchboard-rtc/switchboard/hub"
 	"github.com/switchboard-rtc/switchboard/sfu/config"
 )
 
@@ -44,9 +48,55 @@ type Reconciler struct {
 	// pods follow the manager's hub and report usage to it.
 	HubURL, HubToken string
 	// Recorder records Events on transitions (Degraded set or cleared,
-	// Ready reached). SetupWithManager fills it from the manager when nil;
-	// left nil, nothing is recorded.
+	// Ready reached, a pod's drain started or finished, a load-driven
+	// scale). SetupWithManager fills it from the manager when nil; left
+	// nil, nothing is recorded.
 	Recorder events.EventRecorder
+	// Reports is the hub's view of the pods (their usage reports: load,
+	// draining, drain deadline), usually the metering ledger. Nil: pod load
+	// and drain come only from the pod objects, and load-driven pools keep
+	// their size.
+	Reports PodReports
+	// Clock is the time source (time.Now when nil).
+	Clock func() time.Time
+	// LoadInterval is how often a load-driven pool is sampled and
+	// reconsidered (default DefaultLoadInterval).
+	LoadInterval time.Duration
+
+	historyOnce sync.Once
+	history     *autoscale.History
+}
+
+// PodReports gives the pods of a pool ("namespace/name") as their latest
+// usage reports show them; *hub.Ledger implements it.
+type PodReports interface {
+	Pods(pool string) []hub.PodStatus
+}
+
+// DefaultLoadInterval is how often a load-driven pool is sampled.
+const DefaultLoadInterval = 10 * time.Second
+
+// drainPoll is how often the status of a pool with draining pods is
+// refreshed (remaining sessions; the end of the drain).
+const drainPoll = 5 * time.Second
+
+func (r *Reconciler) now() time.Time {
+	if r.Clock != nil {
+		return r.Clock()
+	}
+	return time.Now()
+}
+
+func (r *Reconciler) loadInterval() time.Duration {
+	if r.LoadInterval > 0 {
+		return r.LoadInterval
+	}
+	return DefaultLoadInterval
+}
+
+func (r *Reconciler) samples() *autoscale.History {
+	r.historyOnce.Do(func() { r.history = autoscale.NewHistory() })
+	return r.history
 }
 
 // +kubebuilder:rbac:groups=calls.switchboard.dev,resources=sfupools,verbs=get;list;watch
@@ -72,11 +122,25 @@ type scope struct {
 	applyErr error
 	// tlsSecretMissing names a missing TURN TLS Secret. Set by reconcileTLSSecret.
 	tlsSecretMissing string
-	// sts is the SFU StatefulSet as the cache has it (nil before it exists).
-	// Set by reconcileWorkload.
+	// sts is the SFU StatefulSet before this reconcile's write (nil before
+	// it exists). Set by reconcileWorkload.
 	sts *appsv1.StatefulSet
 	// pods are the pool's SFU pods. Set by reconcileWorkload.
 	pods []corev1.Pod
+	// reports are the SFU pods' latest usage reports by pod name. Set by
+	// reconcileWorkload.
+	reports map[string]hub.PodStatus
+	// replicas and ordinalStart are the SFU StatefulSet's scale to apply
+	// (replicas nil: keep what the rendering has). Set by reconcileScale.
+	replicas     *int32
+	ordinalStart int32
+	// scaled is a load-driven change of scale, applied once reconcileChildren
+	// has written the StatefulSet. Set by reconcileScale.
+	scaled *autoscale.Decision
+	// scaledAt is when scaled was applied. Set by reconcileChildren.
+	scaledAt *metav1.Time
+	// now is the reconcile's time. Set by Reconcile.
+	now time.Time
 }
 
 // Reconcile brings one pool's children and status up to date.
@@ -84,16 +148,20 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 	logger := log.FromContext(ctx)
 	pool := &v1alpha1.SFUPool{}
 	if err := r.Client.Get(ctx, req.NamespacedName, pool); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.samples().Forget(req.String())
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !pool.DeletionTimestamp.IsZero() {
+		r.samples().Forget(req.String())
 		// Children go with the pool through their owner references; pods
 		// drain within their grace period. Nothing outside the cluster to
 		// clean up, so no finalizer.
 		return ctrl.Result{}, nil
 	}
 	before := pool.DeepCopy()
-	s := &scope{pool: pool}
+	s := &scope{pool: pool, now: r.now()}
 
 	defer func() {
 		setStatus(s, reterr == nil)
@@ -117,25 +185,43 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 			}
 			return
 		}
-		r.recordTransitions(before, pool)
+		r.recordTransitions(before, pool, s.now)
 	}()
 
 	for _, phase := range []func(context.Context, *scope) error{
+		r.reconcileWorkload,
+		r.reconcileScale,
 		r.reconcileConfig,
 		r.reconcileTLSSecret,
 		r.reconcileChildren,
-		r.reconcileWorkload,
 	} {
 		if err := phase(ctx, s); err != nil {
 			return ctrl.Result{}, err
 		}
 	}
+	r.recordScale(s)
+	var after time.Duration
 	if s.tlsSecretMissing != "" {
 		// The TLS Secret is not in the cache (user Secrets are not watched):
 		// look again later.
-		return ctrl.Result{RequeueAfter: 30 * time.Second}, nil
+		after = 30 * time.Second
 	}
-	return ctrl.Result{}, nil
+	if s.pool.Spec.Autoscaling.LoadDriven() {
+		after = minPositive(after, r.loadInterval())
+	} else {
+		r.samples().Forget(req.String())
+	}
+	if draining(s) {
+		after = minPositive(after, drainPoll)
+	}
+	return ctrl.Result{RequeueAfter: after}, nil
+}
+
+func minPositive(a, b time.Duration) time.Duration {
+	if a <= 0 || b < a {
+		return b
+	}
+	return a
 }
 
 // SetupWithManager registers the controller and its watches. index.Setup

@@ -8,14 +8,19 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/switchboard-rtc/switchboard/api/v1alpha1"
 	"github.com/switchboard-rtc/switchboard/controllers/apply"
 	"github.com/switchboard-rtc/switchboard/controllers/index"
+	"github.com/switchboard-rtc/switchboard/controllers/keys"
 	"github.com/switchboard-rtc/switchboard/controllers/render"
+	"github.com/switchboard-rtc/switchboard/hub"
 )
 
 // reconcileConfig collects the pool's apps and their credentials and renders
@@ -52,10 +57,46 @@ func (r *Reconciler) reconcileConfig(ctx context.Context, s *scope) error {
 		}
 		render.SetTURNRelayIPs(&s.podConfig, ips)
 	}
+	token, err := r.fleetToken(ctx, s.pool)
+	if err != nil {
+		return err
+	}
+	fleet := render.Fleet(s.pool, token)
+	fleet.Ordinals = render.OrdinalRange(s.ordinalStart, ptr.Deref(s.replicas, 0))
+	render.SetFleet(&s.podConfig, fleet)
 	if r.HubURL != "" {
 		s.podConfig.Hub, s.podConfig.HubToken = r.HubURL, r.HubToken
 	}
 	return nil
+}
+
+// fleetToken returns the pool's fleet token, generating it into the
+// <pool>-fleet Secret (owned by the pool) the first time. The cache is
+// read first; only a miss reads past it, so a token is never generated
+// twice because the cache lagged.
+func (r *Reconciler) fleetToken(ctx context.Context, pool *v1alpha1.SFUPool) (string, error) {
+	tmpl := render.FleetSecret(pool)
+	var have corev1.Secret
+	err := r.Client.Get(ctx, client.ObjectKeyFromObject(tmpl), &have)
+	if err == nil {
+		if t := string(have.Data[render.FleetTokenKey]); t != "" {
+			return t, nil
+		}
+	} else if !apierrors.IsNotFound(err) {
+		return "", fmt.Errorf("get fleet secret of sfupool %s/%s: %w", pool.Namespace, pool.Name, err)
+	}
+	if err := controllerutil.SetControllerReference(pool, tmpl, r.Client.Scheme()); err != nil {
+		return "", fmt.Errorf("fleet secret of sfupool %s/%s: %w", pool.Namespace, pool.Name, err)
+	}
+	var reader client.Reader = r.Client
+	if r.APIReader != nil {
+		reader = r.APIReader
+	}
+	v, err := keys.LoadOrCreate(ctx, reader, r.Client, tmpl, render.FleetTokenKey)
+	if err != nil {
+		return "", fmt.Errorf("fleet token of sfupool %s/%s: %w", pool.Namespace, pool.Name, err)
+	}
+	return v[render.FleetTokenKey], nil
 }
 
 // turnPodIPs lists the IPs of the pool's TURN pods (draining ones too: they
@@ -106,9 +147,7 @@ func (r *Reconciler) reconcileChildren(ctx context.Context, s *scope) error {
 		return err
 	}
 	s.applyErr = nil
-	if err := r.keepAutoscaledReplicas(ctx, s, children); err != nil {
-		return err
-	}
+	render.SetSFUScale(children, s.replicas, s.ordinalStart)
 	for _, c := range children {
 		var res apply.Result
 		var err error
@@ -126,15 +165,24 @@ func (r *Reconciler) reconcileChildren(ctx context.Context, s *scope) error {
 		if res != apply.Unchanged {
 			logger.V(1).Info("child written", "kind", fmt.Sprintf("%T", obj), "name", obj.GetName(), "result", string(res))
 		}
+		if _, ok := obj.(*appsv1.StatefulSet); ok && s.scaled != nil {
+			at := metav1.NewTime(s.now)
+			s.scaledAt = &at
+		}
 	}
 	return nil
 }
 
-// reconcileWorkload reads the SFU StatefulSet and pods for the status. It
-// writes nothing.
+// reconcileWorkload reads the SFU StatefulSet, the pods and their reports.
+// It writes nothing. A load-driven pool reads the StatefulSet past the
+// cache: its last scale must be seen before the next one is decided.
 func (r *Reconciler) reconcileWorkload(ctx context.Context, s *scope) error {
 	var sts appsv1.StatefulSet
-	err := r.Client.Get(ctx, types.NamespacedName{Namespace: s.pool.Namespace, Name: render.SFUName(s.pool)}, &sts)
+	var reader client.Reader = r.Client
+	if s.pool.Spec.Autoscaling.LoadDriven() && r.APIReader != nil {
+		reader = r.APIReader
+	}
+	err := reader.Get(ctx, types.NamespacedName{Namespace: s.pool.Namespace, Name: render.SFUName(s.pool)}, &sts)
 	switch {
 	case apierrors.IsNotFound(err):
 		s.sts = nil
@@ -149,35 +197,15 @@ func (r *Reconciler) reconcileWorkload(ctx context.Context, s *scope) error {
 	}
 	sort.Slice(pods.Items, func(i, j int) bool { return pods.Items[i].Name < pods.Items[j].Name })
 	s.pods = pods.Items
-	return nil
-}
-
-// keepAutoscaledReplicas sets the replicas of the rendered StatefulSet to
-// what the StatefulSet has now when an autoscaler owns them (minReplicas
-// before it exists). Leaving the field out of the apply instead would, on
-// the switch from fixed replicas, drop the operator's ownership and let the
-// API server default replicas to 1, deleting running pods. Applying the
-// current value keeps the operator a co-owner that never moves it.
-func (r *Reconciler) keepAutoscaledReplicas(ctx context.Context, s *scope, children []render.Child) error {
-	a := s.pool.Spec.Autoscaling
-	if a == nil {
-		return nil
-	}
-	for _, c := range children {
-		want, ok := c.Object.(*appsv1.StatefulSet)
-		if !ok {
-			continue
+	s.reports = map[string]hub.PodStatus{}
+	if r.Reports != nil {
+		// SFU pods by name: <pool>-sfu-<ordinal>; TURN pods report too.
+		prefix := render.SFUName(s.pool) + "-"
+		for _, p := range r.Reports.Pods(s.pool.Namespace + "/" + s.pool.Name) {
+			if _, ok := ordinalOf(p.Pod, prefix); ok {
+				s.reports[p.Pod] = p
+			}
 		}
-		replicas := a.MinReplicas
-		var have appsv1.StatefulSet
-		err := r.Client.Get(ctx, client.ObjectKeyFromObject(want), &have)
-		switch {
-		case err == nil && have.Spec.Replicas != nil:
-			replicas = *have.Spec.Replicas
-		case err != nil && !apierrors.IsNotFound(err):
-			return fmt.Errorf("get statefulset %s: %w", want.Name, err)
-		}
-		want.Spec.Replicas = &replicas
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package sfupool
 
 import (
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -27,6 +28,10 @@ func setStatus(s *scope, ok bool) {
 	desired := desiredReplicas(s)
 	ready, draining, pods := podStatus(s, st.Pods)
 	st.DesiredReplicas, st.ReadyReplicas, st.DrainingReplicas, st.Pods = &desired, &ready, draining, pods
+	st.OrdinalStart = s.ordinalStart
+	if s.scaledAt != nil {
+		st.LastScaleTime = s.scaledAt
+	}
 	if st.Sessions == nil {
 		// Pod reports (the fleet hub) fill it; show 0 until then.
 		st.Sessions = ptr.To(int64(0))
@@ -41,6 +46,9 @@ func setStatus(s *scope, ok bool) {
 }
 
 func desiredReplicas(s *scope) int32 {
+	if s.replicas != nil {
+		return *s.replicas
+	}
 	if s.sts != nil && s.sts.Spec.Replicas != nil {
 		return *s.sts.Spec.Replicas
 	}
@@ -50,7 +58,12 @@ func desiredReplicas(s *scope) int32 {
 	return ptr.Deref(s.pool.Spec.Replicas, v1alpha1.DefaultSFUReplicas)
 }
 
-// podStatus lists the SFU pods, keeping the load each pod last reported.
+// podStatus lists the SFU pods with their load and drain state. A
+// draining pod's load comes from its latest report (kept from the old
+// status when it stopped reporting, so a finished drain still shows what it
+// left); other pods keep the load in status. A pod drains when it is being deleted or says
+// so in its report; its deadline is the one it reported, else the end of
+// its grace period less the margin the operator adds to the drain timeout.
 func podStatus(s *scope, old []v1alpha1.PoolPod) (ready, draining int32, pods []v1alpha1.PoolPod) {
 	prev := make(map[string]v1alpha1.PoolPod, len(old))
 	for _, p := range old {
@@ -59,19 +72,42 @@ func podStatus(s *scope, old []v1alpha1.PoolPod) (ready, draining int32, pods []
 	hostNet := s.pool.Spec.Media.Exposure == v1alpha1.ExposureHostNetwork
 	for i := range s.pods {
 		pod := &s.pods[i]
+		rep, hasRep := s.reports[pod.Name]
+		live := hasRep && !rep.Stale && !rep.Stopped
 		pp := v1alpha1.PoolPod{
 			Name:     pod.Name,
 			PodIP:    pod.Status.PodIP,
-			Draining: !pod.DeletionTimestamp.IsZero(),
-			Ready:    pod.DeletionTimestamp.IsZero() && podReady(pod),
+			Draining: !pod.DeletionTimestamp.IsZero() || (live && rep.Draining),
 		}
+		pp.Ready = !pp.Draining && podReady(pod)
 		pp.MediaAddress = pod.Status.PodIP
 		if hostNet {
 			pp.MediaAddress = pod.Status.HostIP
 		}
-		if o, ok := prev[pod.Name]; ok {
-			pp.Sessions, pp.ConfigVersion = o.Sessions, o.ConfigVersion
-			pp.Tracks, pp.EgressBytesPerSecond = o.Tracks, o.EgressBytesPerSecond
+		o, hadPrev := prev[pod.Name]
+		// The load of a draining pod (its remaining sessions) comes
+		// straight from its report; other pods' load is written by the
+		// hub's throttled status writer (controllers/metering), so periodic
+		// reconciles of load-driven pools do not rewrite status each time.
+		switch {
+		case live && pp.Draining:
+			pp.Sessions, pp.Tracks, pp.EgressBytesPerSecond = rep.Sessions, rep.Tracks, rep.EgressBytesPerSecond
+			pp.ConfigVersion = rep.ConfigVersion
+		case hadPrev:
+			pp.Sessions, pp.Tracks, pp.EgressBytesPerSecond = o.Sessions, o.Tracks, o.EgressBytesPerSecond
+		}
+		if pp.ConfigVersion == "" && hadPrev {
+			pp.ConfigVersion = o.ConfigVersion
+		}
+		if pp.Draining {
+			switch {
+			case hasRep && rep.DrainDeadline != nil:
+				pp.DrainDeadline = &metav1.Time{Time: rep.DrainDeadline.UTC().Truncate(time.Second)}
+			case hadPrev && o.DrainDeadline != nil:
+				pp.DrainDeadline = o.DrainDeadline
+			case pod.DeletionTimestamp != nil:
+				pp.DrainDeadline = &metav1.Time{Time: pod.DeletionTimestamp.Add(-render.DrainMargin)}
+			}
 		}
 		if pp.Ready {
 			ready++

@@ -142,7 +142,15 @@ func (e *Env) Namespace(t testing.TB) string {
 // returns the manager's (cached) client.
 func (e *Env) StartManager(t testing.TB, ns string) client.Client {
 	t.Helper()
-	c, _ := e.start(t, ns, true)
+	c, _ := e.start(t, ns, true, controllers.Options{})
+	return c
+}
+
+// StartManagerWith is StartManager with controller options (a fake pod
+// report source, a clock).
+func (e *Env) StartManagerWith(t testing.TB, ns string, o controllers.Options) client.Client {
+	t.Helper()
+	c, _ := e.start(t, ns, true, o)
 	return c
 }
 
@@ -151,10 +159,10 @@ func (e *Env) StartManager(t testing.TB, ns string) client.Client {
 // cached client and the API reader.
 func (e *Env) StartCache(t testing.TB, ns string) (client.Client, client.Reader) {
 	t.Helper()
-	return e.start(t, ns, false)
+	return e.start(t, ns, false, controllers.Options{})
 }
 
-func (e *Env) start(t testing.TB, ns string, withControllers bool) (client.Client, client.Reader) {
+func (e *Env) start(t testing.TB, ns string, withControllers bool, o controllers.Options) (client.Client, client.Reader) {
 	t.Helper()
 	mgr, err := ctrl.NewManager(e.Config, ctrl.Options{
 		Scheme:  e.Scheme,
@@ -169,7 +177,7 @@ func (e *Env) start(t testing.TB, ns string, withControllers bool) (client.Clien
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	if withControllers {
-		err = controllers.Setup(ctx, mgr)
+		err = controllers.SetupWith(ctx, mgr, o)
 	} else {
 		err = index.Setup(ctx, mgr.GetFieldIndexer())
 	}
