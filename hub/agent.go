@@ -39,8 +39,13 @@ type AgentOptions struct {
 	// OnConfig is called after the agent applied a configuration, for the
 	// rest of the pod (apps, session limits, TURN keys).
 	OnConfig func(Update)
-	Clock    ratelimit.Clock
-	Logger   *slog.Logger
+	// Forwarded reports whether another pod of the fleet forwarded r to
+	// this one (a call for a session owned here, or a new session placed
+	// here). The entry pod already limited and counted it, so Middleware
+	// passes it through untouched. Nil: no fleet.
+	Forwarded func(r *http.Request) bool
+	Clock     ratelimit.Clock
+	Logger    *slog.Logger
 	// SourceOptions tunes the config source (tests); File, HubURL, Token,
 	// Pool and OnChange are set by the agent.
 	SourceOptions SourceOptions
@@ -138,6 +143,10 @@ func (a *Agent) Run(ctx context.Context) error { return a.source.Run(ctx) }
 // usage.Reporter.Run).
 func (a *Agent) Report(ctx context.Context) error { return a.reporter.Run(ctx) }
 
+// Drain marks the pod's reports as draining until deadline, the final
+// one included, and sends one at once (usage.Reporter.Drain).
+func (a *Agent) Drain(deadline time.Time) { a.reporter.Drain(deadline) }
+
 func (a *Agent) applyUpdate(u Update) {
 	p := u.Config
 	limits := make(map[string]ratelimit.Limits, len(p.Apps))
@@ -199,7 +208,7 @@ func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter 
 // SessionLimit) and counts every Calls API request in front of next.
 func (a *Agent) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if ratelimit.DefaultExempt(r.URL.Path) {
+		if ratelimit.DefaultExempt(r.URL.Path) || (a.o.Forwarded != nil && a.o.Forwarded(r)) {
 			next.ServeHTTP(w, r)
 			return
 		}

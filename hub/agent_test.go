@@ -230,3 +230,65 @@ func TestSessionCallsOutsideSessionsOrCleanupAreNotSessionLimited(t *testing.T) 
 		}
 	}
 }
+
+// A call another fleet pod forwarded was limited and counted on the entry
+// pod; the owner's agent lets it through without limiting or counting it
+// again.
+func TestAgentPassesForwardedCallsThroughUncounted(t *testing.T) {
+	file := filepath.Join(t.TempDir(), config.FileName)
+	b, _ := json.Marshal(agentConfig("", "v1", 1))
+	if err := os.WriteFile(file, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	agent, err := NewAgent(AgentOptions{ConfigFile: file, Pod: "sfu-1",
+		Forwarded: func(r *http.Request) bool { return r.Header.Get("X-Test-Forwarded") == "yes" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := httptest.NewServer(agent.Middleware(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusCreated)
+	})))
+	t.Cleanup(api.Close)
+	post := func(forwarded bool) int {
+		req, _ := http.NewRequest("POST", api.URL+"/v1/apps/"+appA+"/sessions/new", nil)
+		req.Header.Set("Authorization", "Bearer secret-a")
+		if forwarded {
+			req.Header.Set("X-Test-Forwarded", "yes")
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	// Limit 1 per second: forwarded calls are never refused.
+	for i := range 5 {
+		if st := post(true); st != http.StatusCreated {
+			t.Fatalf("forwarded call %d: %d, want 201", i, st)
+		}
+	}
+	if st := post(false); st != http.StatusCreated {
+		t.Fatalf("first direct call: %d", st)
+	}
+	if st := post(false); st != http.StatusTooManyRequests {
+		t.Fatalf("second direct call within the second: %d, want 429", st)
+	}
+	found := false
+	for _, rep := range agent.Meter.Snapshot() {
+		if rep.App != appA {
+			continue
+		}
+		found = true
+		var n uint64
+		for _, v := range rep.Counters.Requests {
+			n += v
+		}
+		if n != 2 || rep.Counters.RateLimitedApp != 1 {
+			t.Fatalf("counters %+v, want the 2 direct requests and 1 throttle only", rep.Counters)
+		}
+	}
+	if !found {
+		t.Fatal("no counters for the app")
+	}
+}

@@ -39,6 +39,7 @@ func (d ConfigDoc) ETag() string {
 type ConfigStore struct {
 	mu    sync.Mutex
 	pools map[string]*configEntry
+	revs  *RevocationStore
 }
 
 type configEntry struct {
@@ -50,7 +51,26 @@ type configEntry struct {
 
 // NewConfigStore returns an empty store.
 func NewConfigStore() *ConfigStore {
-	return &ConfigStore{pools: map[string]*configEntry{}}
+	return &ConfigStore{pools: map[string]*configEntry{}, revs: NewRevocationStore(nil)}
+}
+
+// NewConfigStoreWith returns an empty store whose pools' TURN revocations
+// are kept in revs.
+func NewConfigStoreWith(revs *RevocationStore) *ConfigStore {
+	return &ConfigStore{pools: map[string]*configEntry{}, revs: revs}
+}
+
+// Revocations is the TURN revocation store of the pools this store
+// serves: the hub serves it beside the configuration, and the manager
+// persists and restores it (docs/turn.md).
+func (s *ConfigStore) Revocations() *RevocationStore { return s.revs }
+
+// Known reports whether pool has a published configuration.
+func (s *ConfigStore) Known(pool string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.pools[pool]
+	return ok
 }
 
 // Set publishes pool's rendering and ready replica count. Setting the same
@@ -85,6 +105,7 @@ func (s *ConfigStore) Remove(pool string) {
 		close(e.changed)
 		delete(s.pools, pool)
 	}
+	s.revs.Remove(pool)
 }
 
 // get returns the current body and ETag of pool, and a channel closed at

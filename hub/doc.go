@@ -8,6 +8,12 @@
 // (Source, rate limiters, usage meter, request middleware and reporter in
 // one piece for `switchboard sfu` and `switchboard turn`).
 //
+// TURN revocations (docs/turn.md): RevocationStore keeps each pool's
+// revoked usernames until they expire and the hub serves them on a
+// long-poll beside the config; RevocationForwarder is the API pod's side
+// (revoke calls up to the hub), RevocationFollower the TURN pod's (the
+// list down, from the hub or the mounted Secret).
+//
 // The Ledger's durable state is AppState, which the operator persists in
 // CallsApp status and hands back with Restore after a manager restart; see
 // docs/proposals/2026-11-23-config-down-usage-up.md.

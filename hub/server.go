@@ -21,8 +21,9 @@ const MaxReportBytes = 4 << 20
 // DefaultMaxWait caps a config long-poll.
 const DefaultMaxWait = 30 * time.Second
 
-// Server serves the hub endpoints: POST usage.ReportPath and GET
-// ConfigPath, both behind one shared bearer token.
+// Server serves the hub endpoints: POST usage.ReportPath, GET ConfigPath
+// and POST/GET RevocationsPath (the TURN revocations of Configs), all
+// behind one shared bearer token.
 type Server struct {
 	Ledger  *Ledger
 	Configs *ConfigStore
@@ -38,6 +39,8 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+usage.ReportPath, s.postReport)
 	mux.HandleFunc("GET "+ConfigPath, s.getConfig)
+	mux.HandleFunc("POST "+RevocationsPath, s.postRevocation)
+	mux.HandleFunc("GET "+RevocationsPath, s.getRevocations)
 	return mux
 }
 
@@ -109,6 +112,64 @@ func (s *Server) postReport(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getConfig(w http.ResponseWriter, r *http.Request) {
+	s.longPoll(w, r, func(pool string) ([]byte, string, <-chan struct{}, bool) {
+		return s.Configs.get(pool)
+	})
+}
+
+// maxRevocationBody bounds a POST RevocationsPath body.
+const maxRevocationBody = 4 << 10
+
+// postRevocation records a TURN credential revoked through some pod's
+// credentials API, for every pod of its pool.
+func (s *Server) postRevocation(w http.ResponseWriter, r *http.Request) {
+	if !s.authorized(r) {
+		writeJSON(w, http.StatusUnauthorized, hubError{"unauthorized"})
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRevocationBody))
+	if err != nil {
+		writeJSON(w, http.StatusRequestEntityTooLarge, hubError{"revocation too large"})
+		return
+	}
+	var req revocationRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		writeJSON(w, http.StatusBadRequest, hubError{"bad revocation: " + err.Error()})
+		return
+	}
+	if !s.Configs.Known(req.Pool) {
+		// Only pools the operator publishes get lists, so the store
+		// stays bounded; the pod retries (a restarted manager publishes
+		// its pools before it serves).
+		writeJSON(w, http.StatusNotFound, hubError{"unknown pool"})
+		return
+	}
+	changed, err := s.Configs.Revocations().Add(req.Pool, req.Revocation)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, hubError{err.Error()})
+		return
+	}
+	if changed {
+		s.log().Info("turn credential revocation recorded", "pool", req.Pool, "expiry", req.Expiry)
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) getRevocations(w http.ResponseWriter, r *http.Request) {
+	s.longPoll(w, r, func(pool string) ([]byte, string, <-chan struct{}, bool) {
+		if !s.Configs.Known(pool) {
+			return nil, "", nil, false
+		}
+		body, etag, changed := s.Configs.Revocations().get(pool)
+		return body, etag, changed, true
+	})
+}
+
+// longPoll answers GET ?pool=..&wait=.. for a document that get returns
+// (body, ETag, a channel closed at its next change, whether the pool is
+// known): 200 with the body when If-None-Match differs, else 304 once it
+// changes or the wait is over.
+func (s *Server) longPoll(w http.ResponseWriter, r *http.Request, get func(pool string) ([]byte, string, <-chan struct{}, bool)) {
 	if !s.authorized(r) {
 		writeJSON(w, http.StatusUnauthorized, hubError{"unauthorized"})
 		return
@@ -134,7 +195,7 @@ func (s *Server) getConfig(w http.ResponseWriter, r *http.Request) {
 	known := r.Header.Get("If-None-Match")
 	var timer <-chan time.Time
 	for {
-		body, etag, changed, ok := s.Configs.get(pool)
+		body, etag, changed, ok := get(pool)
 		if !ok {
 			writeJSON(w, http.StatusNotFound, hubError{"unknown pool"})
 			return

@@ -47,14 +47,18 @@ type Options struct {
 	// PodOrdinal is this pod's number in its fleet (Config.Fleet); session
 	// IDs it creates name it, and peers forward calls for them here.
 	PodOrdinal int
+	// PlacementPoll is how often the pod polls its fleet peers' load for
+	// placement of new sessions; 0 means 1 s, negative disables the
+	// background poll (tests call PollPeers).
+	PlacementPoll time.Duration
 	// Hooks let the usage layer observe the node without the media core
 	// importing it. Each may be nil.
 	Hooks Hooks
 	// TURNRevocations receives the revoke calls of the TURN credentials API
 	// (served at /v1/turn/keys/ with the keys and URLs of Config.TURN). When
 	// nil the set is local to this process; `switchboard dev` passes its
-	// TURN server's set so a revoked username is refused at once. Carrying
-	// revocations to a fleet's TURN pods is not built (docs/turn.md).
+	// TURN server's set so a revoked username is refused at once;
+	// `switchboard sfu` passes one that also forwards to the hub (docs/turn.md).
 	TURNRevocations turn.Revocations
 }
 
@@ -91,11 +95,16 @@ type Server struct {
 	router      *fleet.Router
 	relaySource *relay.Server
 	relayDest   *relay.Client
+	// view is the peers' load for placement (placement.go); egressRate
+	// feeds this pod's own reported load.
+	view       *fleet.View
+	egressRate rateMeter
+	// draining is set once by Drain (drain.go) and never cleared.
+	draining atomic.Bool
 
-	mu      sync.Mutex
-	cfg     *config.Pod
-	closed  bool
-	drained bool
+	mu     sync.Mutex
+	cfg    *config.Pod
+	closed bool
 }
 
 // New opens the media port and builds the API.
@@ -163,6 +172,8 @@ func New(o Options) (*Server, error) {
 		OnRequest: o.Hooks.Request, OnRateLimited: o.Hooks.RateLimited, TURN: s.turnAPI})
 	registerForwardMetrics(s.Registry())
 	s.router = s.newRouter()
+	s.startPlacement(o)
+	s.registerDrainGauge()
 	log.Info("sfu ready", "udp", conn.LocalAddr().String(), "apps", len(cfg.Apps), "advertise", o.AdvertiseIPs)
 	return s, nil
 }
@@ -226,16 +237,6 @@ func (s *Server) SetConfig(p *config.Pod) error {
 	return nil
 }
 
-// Drain marks the node as draining: /ready reports false and new sessions
-// are refused, existing sessions continue. The fleet layer decides when to
-// Close.
-func (s *Server) Drain() {
-	s.mu.Lock()
-	s.drained = true
-	s.mu.Unlock()
-	s.handler.SetDraining(true)
-}
-
 // Sweep runs session expiry and track collection now (tests with a fake
 // clock call it after advancing time).
 func (s *Server) Sweep() {
@@ -267,6 +268,8 @@ func (s *Server) Close() error {
 	}
 	s.closed = true
 	s.mu.Unlock()
+	s.view.Close()
+	s.router.CloseIdleConnections()
 	s.relayDest.Close()
 	s.relaySource.Close()
 	s.sessions.Close()

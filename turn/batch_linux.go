@@ -25,7 +25,9 @@ type mmsghdr struct {
 }
 
 // batchReader reads a UDP socket with recvmmsg: one system call for up to
-// batchSize queued datagrams. It is used by one goroutine only.
+// batchSize queued datagrams. It is used by one goroutine only. The call is
+// non-blocking (MSG_DONTWAIT; an empty socket waits in the poller), so it is
+// issued as a raw system call, without the runtime's bookkeeping.
 type batchReader struct {
 	rc    syscall.RawConn
 	msgs  [batchSize]mmsghdr
@@ -64,7 +66,7 @@ func (b *batchReader) read() ([]byte, netip.AddrPort, error) {
 		var got int
 		var serr error
 		err := b.rc.Read(func(fd uintptr) bool {
-			r, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.msgs[0])), batchSize, unix.MSG_DONTWAIT, 0, 0)
+			r, _, errno := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.msgs[0])), batchSize, unix.MSG_DONTWAIT, 0, 0)
 			switch errno {
 			case 0:
 				got = int(r)

@@ -41,7 +41,7 @@ func (g *relayGenerator) AllocatePacketConn(network string, port int) (net.Packe
 	SetSocketBuffers(conn, g.s.sockBuf)
 	local := conn.LocalAddr().(*net.UDPAddr)
 	adv := &net.UDPAddr{IP: g.public.AsSlice(), Port: local.Port}
-	rc := &relayConn{UDPConn: conn, s: g.s, advertised: adv.String()}
+	rc := &relayConn{UDPConn: conn, s: g.s, advertised: adv.String(), raw: newRawSender(conn)}
 	g.s.mu.Lock()
 	g.s.relays[rc.advertised] = rc
 	g.s.mu.Unlock()
@@ -66,6 +66,8 @@ type relayConn struct {
 	// state is the allocation this socket relays for (set once created).
 	state atomic.Pointer[allocState]
 	buf   []byte
+	// raw is the hot path's sendto (sendto_linux.go); nil elsewhere.
+	raw *rawSender
 }
 
 type admitted struct {
@@ -123,7 +125,10 @@ func (r *relayConn) send(p []byte, ap netip.AddrPort) error {
 		}
 		r.last.Store(&admitted{ap: ap, pol: pol})
 	}
-	_, err := r.UDPConn.WriteToUDPAddrPort(p, ap)
+	ok, err := r.raw.send(p, ap)
+	if !ok {
+		_, err = r.UDPConn.WriteToUDPAddrPort(p, ap)
+	}
 	if err == nil {
 		r.s.relayed.Add(1)
 	}

@@ -13,11 +13,11 @@ import (
 // live until the credential's own expiry (at most 48 h), so the set stays
 // small.
 //
-// Fleet propagation (not built yet; see docs/turn.md): the API pod that takes
-// the revoke call forwards it to the manager's fleet hub, which fans it out
-// to every TURN pod of the pool on the same channel that carries
-// configuration down; a TURN pod applies it through this interface. The
-// budget is 5 s from the 204 to refusal on every pod.
+// Fleet propagation (docs/turn.md): the API pod that takes the revoke call
+// forwards it to the manager's fleet hub, which serves it to every TURN pod
+// of the pool on a long-poll beside the configuration; a TURN pod applies it
+// through this interface. The budget is 5 s from the 204 to refusal on every
+// pod.
 type Revocations interface {
 	// Revoke adds username until expiry; after expiry the credential is
 	// refused anyway and the entry may be dropped.

@@ -20,6 +20,7 @@ import (
 
 	"github.com/switchboard-rtc/switchboard/controllers"
 	"github.com/switchboard-rtc/switchboard/controllers/metering"
+	"github.com/switchboard-rtc/switchboard/controllers/revocations"
 )
 
 func init() {
@@ -124,6 +125,11 @@ func runManager(ctx context.Context, args []string) error {
 		}
 		m, err := metering.Setup(mgr, metering.Options{Addr: f.hubAddr, HubToken: hubToken, AdminKey: adminKey})
 		if err != nil {
+			return err
+		}
+		// TURN revocations the hub takes are kept in each pool's config
+		// Secret across manager restarts (docs/turn.md).
+		if err := revocations.Setup(mgr, m.Configs.Revocations()); err != nil {
 			return err
 		}
 		// Pod reports feed SFUPool drain status and load-driven autoscaling.

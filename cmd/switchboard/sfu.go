@@ -99,6 +99,7 @@ func runSFU(ctx context.Context, args []string) error {
 	srv, err = sfu.New(sfu.Options{
 		Config: &cfg, UDPConn: pm.conn(udp), Hooks: pm.hooks(),
 		AdvertiseIPs: advertiseIPs(*advertise, cfg.Media.Exposure), Logger: log, PodOrdinal: *ordinal,
+		TURNRevocations: newFleetRevocations(ctx, log, pm.config), // to the hub: docs/turn.md
 	})
 	if err != nil {
 		_ = udp.Close()
@@ -106,6 +107,7 @@ func runSFU(ctx context.Context, args []string) error {
 	}
 	defer func() { _ = srv.Close() }()
 	pm.observe(srv)
+	pm.forwardedBy(srv.FleetForwarded)
 	if err := pm.register(srv.Registry()); err != nil {
 		return fmt.Errorf("register usage metrics: %w", err)
 	}
@@ -132,8 +134,15 @@ func runSFU(ctx context.Context, args []string) error {
 		return nil
 	case <-ctx.Done():
 	}
-	log.Info("shutting down")
+	// Drain (docs/fleet.md "Drain"): unready at once, new sessions go to
+	// peers, existing sessions and relays to other pods continue until
+	// they end or the pool's drain timeout; the hub hears of it at once.
+	timeout := time.Duration(srv.Config().Media.DrainTimeoutSeconds) * time.Second
+	deadline := time.Now().Add(timeout)
 	srv.Drain()
+	pm.drain(deadline)
+	res := srv.DrainUntil(context.Background(), deadline)
+	log.Info("shutting down", "sessionsLeft", res.Sessions, "timedOut", res.TimedOut)
 	sctx, cancel := context.WithTimeout(context.Background(), *shutdown)
 	defer cancel()
 	if err := hs.Shutdown(sctx); err != nil {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,6 +25,8 @@ import (
 type podMetering struct {
 	agent *hub.Agent
 	attr  *sfuusage.Attribution
+	// forwarded, when set, tells fleet-forwarded calls (forwardedBy).
+	forwarded atomic.Pointer[func(*http.Request) bool]
 
 	stopReports context.CancelFunc
 	reportsDone chan error
@@ -33,6 +36,13 @@ type podMetering struct {
 // every later configuration (from the file or the hub).
 func startPodMetering(log *slog.Logger, cfgPath, podName string, poll time.Duration, onConfig func(*config.Pod)) (*podMetering, error) {
 	return startPodMeteringKind(log, sfuusage.KindSFU, cfgPath, podName, poll, onConfig)
+}
+
+// forwardedBy makes the agent's middleware pass calls forwarded by
+// another fleet pod through uncounted (the entry pod limited and counted
+// them). It is wired once the server exists.
+func (pm *podMetering) forwardedBy(isFwd func(*http.Request) bool) {
+	pm.forwarded.Store(&isFwd)
 }
 
 // startPodMeteringKind is startPodMetering for a pod of the given kind
@@ -56,6 +66,10 @@ func startPodMeteringKind(log *slog.Logger, kind, cfgPath, podName string, poll 
 			}
 		},
 		SourceOptions: hub.SourceOptions{FileInterval: poll},
+		Forwarded: func(r *http.Request) bool {
+			f := pm.forwarded.Load()
+			return f != nil && (*f)(r)
+		},
 	})
 	if err != nil {
 		return nil, err
@@ -117,6 +131,10 @@ func (pm *podMetering) run(ctx context.Context) {
 	pm.reportsDone = make(chan error, 1)
 	go func() { pm.reportsDone <- pm.agent.Report(rctx) }()
 }
+
+// drain marks the usage reports as draining until deadline and sends one
+// at once.
+func (pm *podMetering) drain(deadline time.Time) { pm.agent.Drain(deadline) }
 
 // finish sends the final usage report; call it after the media has
 // stopped so the report carries every counted byte.

@@ -154,6 +154,11 @@ func runTURN(ctx context.Context, args []string) error {
 		return err
 	}
 	cfg.SFUEndpoints = static
+	// Revocations taken by any pod's credentials API reach this one
+	// through the hub (and the persisted list in the config mount).
+	rev := turn.NewMemoryRevocations(nil)
+	revFollower := followRevocations(log, f.configPath, pod, rev)
+	cfg.Revocations = rev
 	srv, err := turn.New(cfg)
 	if err != nil {
 		closeAll()
@@ -166,6 +171,7 @@ func runTURN(ctx context.Context, args []string) error {
 		return fmt.Errorf("register usage metrics: %w", err)
 	}
 	pm.run(ctx)
+	go revFollower.Run(ctx)
 	log.Info("turn server started", "public_ip", publicIP.String(), "relay_ip", relayIP.String(), "config_version", pod.Version, "exposure", string(pod.Media.Exposure))
 
 	var ready atomic.Bool

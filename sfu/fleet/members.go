@@ -3,6 +3,7 @@ package fleet
 import (
 	"crypto/subtle"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -23,6 +24,7 @@ type Members struct {
 	token    []byte
 	template string
 	static   map[int]string
+	ordinals []int
 }
 
 // NewMembers builds the membership of pod self from the pool's fleet
@@ -31,7 +33,8 @@ func NewMembers(self int, f *config.Fleet) *Members {
 	if f == nil {
 		return nil
 	}
-	m := &Members{self: self, token: []byte(f.Token), template: f.PeerTemplate, static: map[int]string{}}
+	m := &Members{self: self, token: []byte(f.Token), template: f.PeerTemplate, static: map[int]string{},
+		ordinals: slices.Clone(f.Ordinals)}
 	for _, p := range f.Peers {
 		m.static[p.Ordinal] = p.Address
 	}
@@ -69,4 +72,25 @@ func (m *Members) RemoteOwner(id string) (string, bool) {
 	}
 	a, err := m.Address(o)
 	return a, err == nil
+}
+
+// Peers lists the ordinals of the other pods of the fleet, ascending: the
+// static Peers and the pool's Ordinals, without this pod.
+func (m *Members) Peers() []int {
+	seen := map[int]bool{m.self: true}
+	var out []int
+	for o := range m.static {
+		if !seen[o] {
+			seen[o] = true
+			out = append(out, o)
+		}
+	}
+	for _, o := range m.ordinals {
+		if !seen[o] && o >= 0 && o <= MaxOrdinal {
+			seen[o] = true
+			out = append(out, o)
+		}
+	}
+	slices.Sort(out)
+	return out
 }

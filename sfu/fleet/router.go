@@ -6,8 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"strings"
 	"time"
 
@@ -37,6 +35,12 @@ type Router struct {
 	Local   http.Handler
 	Relay   http.Handler
 	Logger  *slog.Logger
+	// Self returns this pod's load and View holds the peers'; with both
+	// set, sessions/new is placed on the least-loaded available pod
+	// (placement.go) and LoadPath answers Self to peers. Either nil: new
+	// sessions stay here and LoadPath is closed.
+	Self func() Load
+	View *View
 
 	transport http.RoundTripper
 }
@@ -65,6 +69,15 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rt.Relay.ServeHTTP(w, r)
 		return
 	}
+	if r.URL.Path == LoadPath {
+		if m == nil || rt.Self == nil || r.Method != http.MethodGet || !m.Authentic(r.Header.Get(TokenHeader)) {
+			writeErr(w, http.StatusNotFound, session.CodeNotFound, r.Method+" "+r.URL.Path+" is not an endpoint of this API")
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(rt.Self())
+		return
+	}
 	if m == nil {
 		rt.Local.ServeHTTP(w, r)
 		return
@@ -78,6 +91,10 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if forwarded {
 		r = r.WithContext(context.WithValue(r.Context(), forwardedKey{}, true))
+	}
+	if !forwarded && r.Method == http.MethodPost && isNewSession(r.URL.Path) && rt.Self != nil && rt.View != nil {
+		rt.place(w, r, m)
+		return
 	}
 	if !forwarded && r.Method != http.MethodOptions {
 		if sid, ok := sessionOf(r.URL.Path); ok {
@@ -117,20 +134,11 @@ func sessionOf(path string) (string, bool) {
 // reached took its sessions with it: the answer is the Calls "session
 // gone" error a direct call would get after the session ended.
 func (rt *Router) forward(w http.ResponseWriter, r *http.Request, addr, token string) {
-	target := &url.URL{Scheme: "http", Host: addr}
-	p := &httputil.ReverseProxy{
-		Transport: rt.transport,
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.SetURL(target)
-			pr.Out.Host = r.Host
-			pr.SetXForwarded()
-			pr.Out.Header.Set(TokenHeader, token)
-		},
-		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			rt.Logger.Warn("forward to session owner failed", "owner", addr, "path", r.URL.Path, "err", err)
-			e := session.AsError(session.ErrSessionGone)
-			writeErr(w, e.Status, e.Code, e.Description)
-		},
+	p := rt.proxy(addr, token, r.Host)
+	p.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
+		rt.Logger.Warn("forward to session owner failed", "owner", addr, "path", r.URL.Path, "err", err)
+		e := session.AsError(session.ErrSessionGone)
+		writeErr(w, e.Status, e.Code, e.Description)
 	}
 	p.ServeHTTP(w, r)
 }
@@ -139,4 +147,12 @@ func writeErr(w http.ResponseWriter, status int, code, desc string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(map[string]string{"errorCode": code, "errorDescription": desc})
+}
+
+// CloseIdleConnections closes the router's idle connections to peers
+// (forwarded calls and placements); the server calls it when it closes.
+func (rt *Router) CloseIdleConnections() {
+	if t, ok := rt.transport.(interface{ CloseIdleConnections() }); ok {
+		t.CloseIdleConnections()
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -95,6 +96,10 @@ type Reporter struct {
 	o   ReporterOptions
 	mu  sync.Mutex
 	seq uint64
+	// drain is the drain deadline once Drain was called; kick asks Run
+	// for a report now.
+	drain atomic.Pointer[time.Time]
+	kick  chan struct{}
 }
 
 // NewReporter returns a Reporter; it does nothing until Run or Flush.
@@ -117,7 +122,20 @@ func NewReporter(o ReporterOptions) *Reporter {
 	if o.Kind == "" {
 		o.Kind = KindSFU
 	}
-	return &Reporter{o: o}
+	return &Reporter{o: o, kick: make(chan struct{}, 1)}
+}
+
+// Drain marks this and every later report, the final one included, as
+// draining until deadline, and has Run send a report at once so the
+// operator sees the drain within a second or two (then every interval as
+// before).
+func (r *Reporter) Drain(deadline time.Time) {
+	d := deadline.UTC()
+	r.drain.Store(&d)
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
 }
 
 // Run reports every interval until ctx ends, then sends the final report
@@ -138,6 +156,11 @@ func (r *Reporter) Run(ctx context.Context) error {
 			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.o.FinalTimeout)
 			defer cancel()
 			return r.Flush(fctx)
+		case <-r.kick:
+			t.Reset(r.o.Interval)
+			if err := r.Send(ctx); err != nil {
+				r.o.Logger.Warn("usage report not delivered", "pod", r.o.Pod, "err", err)
+			}
 		case <-t.C:
 			if err := r.Send(ctx); err != nil {
 				// The next report carries these counts too; nothing to retry.
@@ -194,6 +217,10 @@ func (r *Reporter) build(final bool) Report {
 	}
 	if r.o.ConfigVersion != nil {
 		rep.ConfigVersion = r.o.ConfigVersion()
+	}
+	if d := r.drain.Load(); d != nil {
+		deadline := *d
+		rep.Draining, rep.DrainDeadline = true, &deadline
 	}
 	return rep
 }

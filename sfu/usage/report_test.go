@@ -129,3 +129,41 @@ func TestReporterWithoutAHubReturnsAtOnceOnShutdown(t *testing.T) {
 		t.Fatalf("Run without a hub: %v after %v", err, time.Since(start))
 	}
 }
+
+func TestDrainSendsADrainingReportAtOnceAndMarksTheFinalOne(t *testing.T) {
+	stub := &hubStub{}
+	srv := httptest.NewServer(stub)
+	defer srv.Close()
+	m := NewMeter(nil)
+	// A long interval: only the drain can make a report arrive soon.
+	r := NewReporter(ReporterOptions{Meter: m, HubURL: srv.URL, Token: "tok", Pod: "sfu-1", Interval: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	time.Sleep(50 * time.Millisecond)
+	if n := len(stub.snapshot()); n != 0 {
+		t.Fatalf("%d reports before the drain with a 1 h interval", n)
+	}
+	deadline := time.Date(2026, 11, 23, 23, 30, 0, 0, time.FixedZone("x", 3600))
+	r.Drain(deadline)
+	waitUntil := time.Now().Add(5 * time.Second)
+	for len(stub.snapshot()) == 0 {
+		if time.Now().After(waitUntil) {
+			t.Fatal("no report within 5 s of the drain")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	reps := stub.snapshot()
+	if len(reps) != 2 || reps[0].Final || !reps[1].Final {
+		t.Fatalf("reports %+v, want one at the drain and the final one", reps)
+	}
+	for _, rep := range reps {
+		if !rep.Draining || rep.DrainDeadline == nil || !rep.DrainDeadline.Equal(deadline) || rep.DrainDeadline.Location() != time.UTC {
+			t.Fatalf("report seq %d: draining %v deadline %v, want true and %v in UTC", rep.Seq, rep.Draining, rep.DrainDeadline, deadline.UTC())
+		}
+	}
+}
