@@ -31,6 +31,7 @@ import (
 	"github.com/pion/webrtc/v4/pkg/media/samplebuilder"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -81,7 +82,7 @@ type fleetHarness struct {
 	c           client.Client
 	manager     *osProc
 	hubAddr     string
-	dnsURL      string // the hub as pods reach it: through mapFleet
+	dnsURL      string // the hub as pods reach it: a proxy applying mapFleet
 	pool        *v1alpha1.SFUPool
 	sts         *appsv1.StatefulSet
 	app         appCreds // the CallsApp of the pool
@@ -697,6 +698,22 @@ func (h *fleetHarness) ensureRunning(t *testing.T) {
 	}
 }
 
+// deletePod is `kubectl delete pod` (graceful) followed by the kubelet's
+// SIGTERM to the container.
+func (h *fleetHarness) deletePod(t *testing.T, p *fleetPod) {
+	t.Helper()
+	if err := h.c.Delete(context.Background(), &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: fleetNS, Name: p.name}}); err != nil {
+		t.Fatalf("delete pod %s: %v", p.name, err)
+	}
+	p.mu.Lock()
+	p.deleting = true
+	proc := p.proc
+	p.mu.Unlock()
+	if err := proc.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("SIGTERM %s: %v", p.name, err)
+	}
+}
+
 // killPod is a crash: SIGKILL, no chance to drain or report.
 func (h *fleetHarness) killPod(p *fleetPod) {
 	if proc := p.running(); proc != nil {
@@ -1130,6 +1147,74 @@ func TestOperatorRenderedFleetActsAsOneSFU(t *testing.T) {
 			reached.Round(time.Millisecond), time.Since(asked).Round(time.Millisecond))
 	})
 
+	t.Run("DrainingPodAKeepsItsCallWhileNewSessionsLandOnBAndC", func(t *testing.T) {
+		h.waitIdle(t)
+		pub := h.publish(t, a, "talk")
+		subB := h.subscribe(t, b, b, pub.sid, "talk")
+		subC := h.subscribe(t, c, c, pub.sid, "talk")
+		subB.waitFrames(t, "on B", 30, 20*time.Second)
+		subC.waitFrames(t, "on C", 30, 20*time.Second)
+
+		sigterm := time.Now()
+		h.deletePod(t, a)
+		if !waitFor(5*time.Second, func() bool { return !getOK(a.url + "/ready") }) {
+			t.Fatal("pod A still ready 5 s after SIGTERM")
+		}
+		// New sessions land on B or C, whichever pod they are sent to.
+		for _, p := range h.pods {
+			sid, _ := h.newSession(t, p, nil)
+			if owner(t, sid) == a.ordinal {
+				t.Fatalf("a new session sent to %s landed on the draining pod A", p.name)
+			}
+		}
+		// The SFUPool shows A draining with its one session and a deadline.
+		var shown v1alpha1.PoolPod
+		if !waitFor(20*time.Second, func() bool {
+			var pool v1alpha1.SFUPool
+			if err := h.c.Get(context.Background(), client.ObjectKeyFromObject(h.pool), &pool); err != nil {
+				return false
+			}
+			for _, p := range pool.Status.Pods {
+				if p.Name == a.name {
+					shown = p
+				}
+			}
+			return shown.Draining && shown.DrainDeadline != nil && shown.Sessions == 1
+		}) {
+			t.Fatalf("sfupool status of pod A: %+v; want draining with 1 session and a deadline", shown)
+		}
+		deadline := sigterm.Add(fleetDrainTimeout)
+		if d := shown.DrainDeadline.Sub(deadline); d < -2*time.Second || d > 2*time.Second {
+			t.Fatalf("sfupool shows pod A's drain deadline %v, want about %v", shown.DrainDeadline, deadline)
+		}
+		t.Logf("sfupool status %v after SIGTERM: %s draining, %d session, deadline %s",
+			time.Since(sigterm).Round(time.Millisecond), shown.Name, shown.Sessions, shown.DrainDeadline.UTC().Format(time.RFC3339))
+
+		// The call goes on: media reaches B and C, A's session answers.
+		subB.waitFrames(t, "on B while A drains", 60, 10*time.Second)
+		subC.waitFrames(t, "on C while A drains", 60, 10*time.Second)
+		if st := h.trackStatus(t, b, pub.sid, pub.mid); st != "active" {
+			t.Fatalf("the draining pod's publication: %q through B, want active", st)
+		}
+		stopped := func() bool { proc := a.running(); return proc == nil || !proc.alive() }
+		if stopped() {
+			t.Fatal("pod A stopped with its call still on")
+		}
+		// The client ends the call: A has nothing left and stops, well
+		// before its deadline.
+		ended := time.Now()
+		pub.end()
+		if !waitFor(fleetReconnectWindow+15*time.Second, stopped) {
+			t.Fatalf("pod A still running %v after its call ended", time.Since(ended).Round(time.Millisecond))
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("pod A ran to its drain deadline")
+		}
+		t.Logf("pod A stopped %v after the call ended, %v after SIGTERM (drain timeout %v)",
+			time.Since(ended).Round(time.Millisecond), time.Since(sigterm).Round(time.Millisecond), fleetDrainTimeout)
+		h.waitDrainEvents(t, a)
+	})
+
 	t.Run("KillingPodALeavesPullsOnBInactiveAndNothingLeaks", func(t *testing.T) {
 		h.waitIdle(t)
 		before := h.podStats(t, b)
@@ -1205,6 +1290,34 @@ func TestOperatorRenderedFleetActsAsOneSFU(t *testing.T) {
 			}
 		}
 	})
+}
+
+// waitDrainEvents waits for the SFUPool's DrainStarted Event about pod p
+// and its DrainFinished Event saying the sessions ended before the drain
+// timeout, as `kubectl events` shows them.
+func (h *fleetHarness) waitDrainEvents(t *testing.T, p *fleetPod) {
+	t.Helper()
+	var seen []string
+	if !waitFor(20*time.Second, func() bool {
+		var list eventsv1.EventList
+		if err := h.c.List(context.Background(), &list, client.InNamespace(fleetNS)); err != nil {
+			return false
+		}
+		seen = seen[:0]
+		started, finished := false, false
+		for _, e := range list.Items {
+			if e.Regarding.Kind != "SFUPool" || e.Regarding.Name != fleetPoolName || !strings.Contains(e.Note, p.name+" ") {
+				continue
+			}
+			seen = append(seen, e.Reason+": "+e.Note)
+			started = started || e.Reason == "DrainStarted"
+			finished = finished || e.Reason == "DrainFinished" && strings.Contains(e.Note, "ended before the drain timeout")
+		}
+		return started && finished
+	}) {
+		t.Fatalf("no DrainStarted and DrainFinished (sessions ended in time) Events for %s; events: %q", p.name, seen)
+	}
+	t.Logf("events: %q", seen)
 }
 
 // waitIdle brings back pods an earlier subtest stopped and waits until no
