@@ -118,7 +118,6 @@ func (p *fleetPod) running() *osProc {
 
 // osProc is a child process with its output kept for failure messages.
 type osProc struct {
-	name   string
 	cmd    *exec.Cmd
 	logs   lockedBuf
 	exited chan struct{}
@@ -126,7 +125,7 @@ type osProc struct {
 
 func startProc(t *testing.T, name, bin string, args, env []string) *osProc {
 	t.Helper()
-	p := &osProc{name: name, exited: make(chan struct{})}
+	p := &osProc{exited: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Env = env
 	p.cmd.Stdout, p.cmd.Stderr = &p.logs, &p.logs
@@ -191,15 +190,19 @@ func startOperatorFleet(t *testing.T) *fleetHarness {
 	}
 	envErr := make(chan error, 1)
 	go func() { _, err := h.env.Start(); envErr <- err }()
-	h.bin = buildSwitchboard(t)
-	if err := <-envErr; err != nil {
-		t.Fatalf("start envtest (run make envtest): %v", err)
-	}
+	envStarted := sync.OnceValue(func() error { return <-envErr })
 	t.Cleanup(func() {
+		if envStarted() != nil {
+			return
+		}
 		if err := h.env.Stop(); err != nil {
 			t.Errorf("stop envtest: %v", err)
 		}
 	})
+	h.bin = buildSwitchboard(t)
+	if err := envStarted(); err != nil {
+		t.Fatalf("start envtest (run make envtest): %v", err)
+	}
 	var err error
 	if h.c, err = client.New(h.env.Config, client.Options{Scheme: scheme}); err != nil {
 		t.Fatal(err)
@@ -210,8 +213,8 @@ func startOperatorFleet(t *testing.T) *fleetHarness {
 	h.applyPoolAndApp(t)
 	h.readRendered(t)
 
-	// The kubelet's loop runs until the pods are gone; then the pods stop
-	// and the manager last, so pods can send their final usage reports.
+	// At the end the kubelet's loop stops and the pods are killed, then
+	// the manager stops, then the API server.
 	go h.kubelet()
 	t.Cleanup(func() {
 		close(h.stopKubelet)
@@ -441,12 +444,14 @@ func (h *fleetHarness) writeMountedConfig() error {
 	if err := h.c.Get(context.Background(), types.NamespacedName{Namespace: fleetNS, Name: render.ConfigSecretName(h.pool)}, &sec); err != nil {
 		return err
 	}
-	pod, err := config.Parse(sec.Data[config.FileName])
-	if err != nil {
+	// Decoded as is (no defaults filled in), so only the peers differ from
+	// the Secret.
+	var pod config.Pod
+	if err := json.Unmarshal(sec.Data[config.FileName], &pod); err != nil {
 		return err
 	}
-	h.mapFleet(pod)
-	raw, err := json.Marshal(pod)
+	h.mapFleet(&pod)
+	raw, err := json.Marshal(&pod)
 	if err != nil {
 		return err
 	}
