@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -293,68 +294,124 @@ func TestRelayWithoutSubscribersOrPacketsIsClosedBySweep(t *testing.T) {
 	waitFor(t, "relay gone", func() bool { return b.client.Relays() == 0 && a.srv.Streams() == 0 })
 }
 
+// rig is a publication on pod A relayed to one subscriber's down track on
+// pod B over loopback TCP, both pods in this process.
+type rig struct {
+	src          *forward.Track
+	idx          int
+	pkts         [][]byte
+	got, latency atomic.Int64
+}
+
+func newRig(tb testing.TB) *rig {
+	tb.Helper()
+	r := &rig{}
+	r.src = forward.NewTrack(forward.TrackConfig{ID: "mic", Kind: webrtc.RTPCodecTypeAudio, Codec: opus})
+	r.idx = r.src.EnsureLayer("")
+	srv := relay.NewServer(func(_, _, _ string) (*forward.Track, error) { return r.src, nil }, nil)
+	mux := http.NewServeMux()
+	mux.Handle("GET "+prefix+"{appId}/{sessionId}/{trackName}", srv)
+	hs := httptest.NewServer(mux)
+	cl := relay.NewClient(relay.ClientOptions{Token: func() string { return "tok" }, TokenHeader: tokenHeader, Prefix: prefix, SweepEvery: -1})
+	tb.Cleanup(func() {
+		cl.Close()
+		srv.Close()
+		hs.Close()
+		r.src.Close()
+	})
+	tr, err := cl.Track(context.Background(), strings.TrimPrefix(hs.URL, "http://"), "app", "sid", "mic")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	w := &timedWriter{got: &r.got, latency: &r.latency}
+	d := forward.NewDownTrack("sub", "sub", webrtc.RTPCodecTypeAudio, opus)
+	if _, err := d.Bind(bindCtx{w: w}); err != nil {
+		tb.Fatal(err)
+	}
+	if err := d.SetSource(tr); err != nil {
+		tb.Fatal(err)
+	}
+	r.pkts = make([][]byte, 1024)
+	for i := range r.pkts {
+		r.pkts[i] = packet(uint32(i))
+	}
+	// Warm up until the relay carries packets, then let them drain.
+	for n := 0; r.got.Load() == 0; n++ {
+		r.src.Ingest(r.idx, stamp(r.pkts[n%len(r.pkts)]))
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(time.Second)
+	r.got.Store(0)
+	r.latency.Store(0)
+	return r
+}
+
+// send ingests packet i at the publication, staying well under the
+// relay's queue bounds as media pacing does.
+func (r *rig) send(i int) {
+	r.src.Ingest(r.idx, stamp(r.pkts[i%len(r.pkts)]))
+	if i%64 == 63 {
+		for r.got.Load() < int64(i)-128 {
+			time.Sleep(20 * time.Microsecond)
+		}
+	}
+}
+
+// drain waits until n packets arrived (or 5 s passed).
+func (r *rig) drain(n int) {
+	for deadline := time.Now().Add(5 * time.Second); r.got.Load() < int64(n) && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // BenchmarkRelayPacket measures one audio packet from a publication on
 // pod A to a subscriber's down track on pod B through the relay (loopback
 // TCP), and the added latency.
 func BenchmarkRelayPacket(b *testing.B) {
-	src := forward.NewTrack(forward.TrackConfig{ID: "mic", Kind: webrtc.RTPCodecTypeAudio, Codec: opus})
-	idx := src.EnsureLayer("")
-	srv := relay.NewServer(func(_, _, _ string) (*forward.Track, error) { return src, nil }, nil)
-	mux := http.NewServeMux()
-	mux.Handle("GET "+prefix+"{appId}/{sessionId}/{trackName}", srv)
-	hs := httptest.NewServer(mux)
-	defer hs.Close()
-	defer srv.Close()
-	cl := relay.NewClient(relay.ClientOptions{Token: func() string { return "tok" }, TokenHeader: tokenHeader, Prefix: prefix, SweepEvery: -1})
-	defer cl.Close()
-	tr, err := cl.Track(context.Background(), strings.TrimPrefix(hs.URL, "http://"), "app", "sid", "mic")
-	if err != nil {
-		b.Fatal(err)
-	}
-	var got atomic.Int64
-	var latency atomic.Int64
-	w := &timedWriter{got: &got, latency: &latency}
-	d := forward.NewDownTrack("sub", "sub", webrtc.RTPCodecTypeAudio, opus)
-	if _, err := d.Bind(bindCtx{w: w}); err != nil {
-		b.Fatal(err)
-	}
-	if err := d.SetSource(tr); err != nil {
-		b.Fatal(err)
-	}
-	pkts := make([][]byte, 1024)
-	for i := range pkts {
-		pkts[i] = packet(uint32(i))
-	}
-	// Warm up until the relay carries packets.
-	for n := 0; got.Load() == 0; n++ {
-		src.Ingest(idx, stamp(pkts[n%len(pkts)]))
-		time.Sleep(time.Millisecond)
-	}
-	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); {
-		time.Sleep(10 * time.Millisecond) // let warm-up packets drain
-	}
-	got.Store(0)
-	latency.Store(0)
+	r := newRig(b)
 	cpu0 := cpuTime()
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		src.Ingest(idx, stamp(pkts[i%len(pkts)]))
-		// Stay well under the relay's queue bounds, as media pacing does.
-		if i%64 == 63 {
-			for got.Load() < int64(i)-128 {
-				time.Sleep(20 * time.Microsecond)
-			}
-		}
+		r.send(i)
 	}
-	for deadline := time.Now().Add(5 * time.Second); got.Load() < int64(b.N) && time.Now().Before(deadline); {
-		time.Sleep(time.Millisecond)
-	}
+	r.drain(b.N)
 	b.StopTimer()
-	if n := got.Load(); n > 0 {
-		b.ReportMetric(float64(latency.Load())/float64(n)/1e3, "µs-latency")
+	if n := r.got.Load(); n > 0 {
+		b.ReportMetric(float64(r.latency.Load())/float64(n)/1e3, "µs-latency")
 		b.ReportMetric(float64(cpuTime()-cpu0)/float64(n), "cpu-ns/pkt")
 		b.ReportMetric(float64(int64(b.N)-n), "lost")
+	}
+}
+
+// TestRelayHopAllocatesNothingPerPacket counts the process's heap
+// allocations while 20,000 packets cross the relay: both pods' per-packet
+// paths (source down track, frame queue, socket, destination queue, track)
+// must reuse their buffers. A pooled buffer may be refilled after a GC, so
+// the bound is 1 allocation per 20 packets, far below the 1 per packet
+// any per-packet allocation would cost.
+func TestRelayHopAllocatesNothingPerPacket(t *testing.T) {
+	r := newRig(t)
+	const n = 20000
+	for i := 0; i < 2000; i++ { // fill the buffer pools
+		r.send(i)
+	}
+	r.drain(2000)
+	r.got.Store(0)
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	for i := 0; i < n; i++ {
+		r.send(i)
+	}
+	r.drain(n)
+	runtime.ReadMemStats(&m1)
+	if got := r.got.Load(); got != n {
+		t.Fatalf("%d of %d packets relayed", got, n)
+	}
+	per := float64(m1.Mallocs-m0.Mallocs) / n
+	t.Logf("%.4f allocations per relayed packet (%d in all)", per, m1.Mallocs-m0.Mallocs)
+	if per > 0.05 {
+		t.Fatalf("%.3f allocations per relayed packet, want 0 (at most 0.05 for pool refills)", per)
 	}
 }
 
