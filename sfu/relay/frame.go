@@ -19,6 +19,7 @@ const (
 	frameLayers   byte = 3 // source → destination: JSON list of rids
 	frameEnd      byte = 4 // source → destination: the publication ended
 	frameKeyframe byte = 5 // destination → source: keyframe request for a layer
+	frameMessage  byte = 6 // source → destination: a DataChannel message (fragment)
 )
 
 // allLayers in a keyframe frame asks every layer.

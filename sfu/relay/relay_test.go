@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -111,6 +113,7 @@ type pod struct {
 	now    atomic.Int64
 	mu     sync.Mutex
 	tracks map[string]*forward.Track
+	chans  map[string]*fakeChannel
 }
 
 func newPod(t *testing.T) *pod {
@@ -127,6 +130,7 @@ func newPod(t *testing.T) *pod {
 	}, nil)
 	mux := http.NewServeMux()
 	mux.Handle("GET "+prefix+"{appId}/{sessionId}/{trackName}", p.srv)
+	mux.Handle("GET "+prefix+"{appId}/{sessionId}/datachannels/{name}", p.srv.ChannelHandler(p.lookupChannel))
 	// Short server timeouts, as the API server has (30 s there): they must
 	// not end a relay stream.
 	p.http = httptest.NewUnstartedServer(mux)
@@ -439,3 +443,217 @@ func (w *timedWriter) WriteRTP(_ *rtp.Header, p []byte) (int, error) {
 	return len(p), nil
 }
 func (w *timedWriter) Write(b []byte) (int, error) { return len(b), nil }
+
+// fakeChannel is a published DataChannel on a test pod.
+type fakeChannel struct {
+	mu    sync.Mutex
+	taps  map[int]func(bool, []byte)
+	next  int
+	ended chan struct{}
+}
+
+func (p *pod) publishChannel(name string) *fakeChannel {
+	fc := &fakeChannel{taps: map[int]func(bool, []byte){}, ended: make(chan struct{})}
+	p.mu.Lock()
+	if p.chans == nil {
+		p.chans = map[string]*fakeChannel{}
+	}
+	p.chans["app/sid/"+name] = fc
+	p.mu.Unlock()
+	return fc
+}
+
+func (p *pod) lookupChannel(app, sid, name string) (relay.ChannelOptions, relay.TapFunc, error) {
+	p.mu.Lock()
+	fc := p.chans[app+"/"+sid+"/"+name]
+	p.mu.Unlock()
+	if fc == nil {
+		return relay.ChannelOptions{}, nil, errors.New("no such channel")
+	}
+	three := uint16(3)
+	return relay.ChannelOptions{Ordered: false, MaxRetransmits: &three}, func(deliver func(bool, []byte)) (func(), <-chan struct{}, error) {
+		fc.mu.Lock()
+		defer fc.mu.Unlock()
+		fc.next++
+		id := fc.next
+		fc.taps[id] = deliver
+		return func() { fc.mu.Lock(); delete(fc.taps, id); fc.mu.Unlock() }, fc.ended, nil
+	}, nil
+}
+
+// send delivers one message to every tap, as the publisher's channel does.
+func (fc *fakeChannel) send(isString bool, data []byte) {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	for _, d := range fc.taps {
+		d(isString, data)
+	}
+}
+
+func (fc *fakeChannel) tapCount() int {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	return len(fc.taps)
+}
+
+type msgLog struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (l *msgLog) deliver(isString bool, data []byte) {
+	kind := "bin:"
+	if isString {
+		kind = "str:"
+	}
+	l.mu.Lock()
+	l.msgs = append(l.msgs, kind+string(data))
+	l.mu.Unlock()
+}
+
+func (l *msgLog) all() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.msgs...)
+}
+
+func TestChannelRelayFansOutMessagesInOrderAndEndsWithThePublication(t *testing.T) {
+	a, b := newPod(t), newPod(t)
+	fc := a.publishChannel("chat")
+	ctx := context.Background()
+	ch1, err := b.client.Channel(ctx, a.addr(), "app", "sid", "chat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch2, err := b.client.Channel(ctx, a.addr(), "app", "sid", "chat")
+	if err != nil || ch2 != ch1 || b.client.Channels() != 1 {
+		t.Fatalf("second subscription must share the stream: %v, same=%v, channels=%d", err, ch2 == ch1, b.client.Channels())
+	}
+	if o := ch1.Options(); o.Ordered || o.MaxRetransmits == nil || *o.MaxRetransmits != 3 {
+		t.Fatalf("relayed options %+v, want the publisher's (unordered, 3 retransmits)", o)
+	}
+	var l1, l2 msgLog
+	cancel1 := ch1.Subscribe(l1.deliver)
+	ch1.Subscribe(l2.deliver)
+	waitFor(t, "tap on the source pod", func() bool { return fc.tapCount() == 1 })
+
+	big := make([]byte, 100_000) // several frames
+	for i := range big {
+		big[i] = byte(i * 7)
+	}
+	var want []string
+	for i := 0; i < 200; i++ {
+		m := fmt.Sprintf("message %d", i)
+		fc.send(i%2 == 0, []byte(m))
+		if i%2 == 0 {
+			want = append(want, "str:"+m)
+		} else {
+			want = append(want, "bin:"+m)
+		}
+		if i == 100 {
+			fc.send(false, big)
+			want = append(want, "bin:"+string(big))
+		}
+	}
+	fc.send(true, nil) // an empty message stays a message
+	want = append(want, "str:")
+	for i, l := range []*msgLog{&l1, &l2} {
+		waitFor(t, "every message at both subscribers", func() bool { return len(l.all()) >= len(want) })
+		if got := l.all(); !slices.Equal(got, want) {
+			t.Fatalf("subscriber %d got %d messages, first difference at %d", i, len(got), firstDiff(got, want))
+		}
+	}
+	if a.srv.ChannelStreams() != 1 {
+		t.Fatalf("source sends %d channel streams, want 1", a.srv.ChannelStreams())
+	}
+
+	// One subscriber leaves: the other still receives.
+	cancel1()
+	fc.send(true, []byte("after"))
+	waitFor(t, "message after one left", func() bool { return slices.Contains(l2.all(), "str:after") })
+	if slices.Contains(l1.all(), "str:after") {
+		t.Fatal("a cancelled subscription still receives")
+	}
+
+	// The publication ends: the stream closes on both pods.
+	close(fc.ended)
+	select {
+	case <-ch1.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("channel not done after the publication ended")
+	}
+	waitFor(t, "channel relay gone on both pods", func() bool {
+		return b.client.Channels() == 0 && a.srv.ChannelStreams() == 0 && fc.tapCount() == 0
+	})
+}
+
+func firstDiff(a, b []string) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}
+
+func TestChannelRelayEndsWhenSourcePodCloses(t *testing.T) {
+	a, b := newPod(t), newPod(t)
+	fc := a.publishChannel("chat")
+	ch, err := b.client.Channel(context.Background(), a.addr(), "app", "sid", "chat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch.Subscribe(func(bool, []byte) {})
+	waitFor(t, "tap on the source pod", func() bool { return fc.tapCount() == 1 })
+	a.srv.Close()
+	select {
+	case <-ch.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("channel not done after the source pod closed")
+	}
+	waitFor(t, "relay gone", func() bool { return b.client.Channels() == 0 && fc.tapCount() == 0 })
+	if _, err := b.client.Channel(context.Background(), a.addr(), "app", "sid", "missing"); err == nil {
+		t.Fatal("channel from a closed pod opened")
+	}
+}
+
+func TestChannelRelayOfUnknownChannelIsNotFound(t *testing.T) {
+	a, b := newPod(t), newPod(t)
+	a.publishChannel("chat")
+	if _, err := b.client.Channel(context.Background(), a.addr(), "app", "sid", "nope"); !errors.Is(err, relay.ErrNotFound) {
+		t.Fatalf("err = %v, want ErrNotFound", err)
+	}
+	if _, err := b.client.Channel(context.Background(), a.addr(), "app", "other", "chat"); !errors.Is(err, relay.ErrNotFound) {
+		t.Fatalf("other session: err = %v, want ErrNotFound", err)
+	}
+}
+
+func TestUnusedChannelRelayIsClosedBySweep(t *testing.T) {
+	a, b := newPod(t), newPod(t)
+	fc := a.publishChannel("chat")
+	ch, err := b.client.Channel(context.Background(), a.addr(), "app", "sid", "chat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel := ch.Subscribe(func(bool, []byte) {})
+	// Silence is normal for a DataChannel: a subscribed channel survives
+	// any time without messages.
+	b.now.Add(int64(time.Hour))
+	b.client.Sweep()
+	if b.client.Channels() != 1 {
+		t.Fatal("a subscribed, silent channel relay was closed")
+	}
+	cancel()
+	b.client.Sweep()
+	if b.client.Channels() != 1 {
+		t.Fatal("closed at once when its last subscriber left (a re-subscribe should reuse it)")
+	}
+	b.now.Add(int64(relay.DefaultUnusedGrace + time.Second))
+	b.client.Sweep()
+	select {
+	case <-ch.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("unused channel relay still open after the grace")
+	}
+	waitFor(t, "relay gone on both pods", func() bool { return b.client.Channels() == 0 && fc.tapCount() == 0 })
+}
