@@ -20,6 +20,7 @@ type dcSubscriber struct {
 	pod *env
 	sid string
 	id  uint16
+	dc  *webrtc.DataChannel // the endpoint's side
 	in  *inbox
 }
 
@@ -28,8 +29,8 @@ func subscribeDC(t *testing.T, e *env, pubSID, name string) dcSubscriber {
 	t.Helper()
 	p, sid := dcSession(t, e, appA, secretA)
 	ids := e.dcOK("POST", appA, secretA, sid, "new", map[string]any{"location": "remote", "sessionId": pubSID, "dataChannelName": name})
-	_, in := negotiated(t, p, name, ids[0], nil)
-	return dcSubscriber{pod: e, sid: sid, id: ids[0], in: in}
+	dc, in := negotiated(t, p, name, ids[0], nil)
+	return dcSubscriber{pod: e, sid: sid, id: ids[0], dc: dc, in: in}
 }
 
 func TestDataChannelSubscriptionOnAnotherPodReceivesEveryMessageInOrder(t *testing.T) {
@@ -139,26 +140,79 @@ func firstDifference(a, b []string) int {
 	return min(len(a), len(b))
 }
 
-func TestDataChannelOnAnotherPodCannotReplyAcrossPodsYet(t *testing.T) {
-	pods := newFleet(t, 2, false)
-	a, b := pods[0], pods[1]
-	_, pubSID := dcSession(t, a, appA, secretA)
-	a.dcOK("POST", appA, secretA, pubSID, "new", map[string]any{"location": "local", "dataChannelName": "chat"})
-	_, sid := dcSession(t, b, appA, secretA)
-	st, out, raw := b.dcCall("POST", appA, secretA, sid, "new", map[string]any{"dataChannels": []map[string]any{
+// holdsReply asks datachannels/update (no change) whether the session's
+// subscription to (pubSID, name) holds canReply.
+func holdsReply(t *testing.T, e *env, sid, pubSID, name string) bool {
+	t.Helper()
+	st, out, raw := e.dcCall("PUT", appA, secretA, sid, "update", map[string]any{"dataChannels": []map[string]any{
+		{"location": "remote", "sessionId": pubSID, "dataChannelName": name}}})
+	if st != http.StatusOK || len(out.DataChannels) != 1 || out.DataChannels[0].CanReply == nil {
+		t.Fatalf("datachannels/update: %d %s", st, raw)
+	}
+	return *out.DataChannels[0].CanReply
+}
+
+func TestDataChannelReplyFromAnotherPodReachesPublisher(t *testing.T) {
+	pods := newFleet(t, 3, false)
+	a, b, c := pods[0], pods[1], pods[2]
+	pub, pubSID := dcSession(t, a, appA, secretA)
+	ids := a.dcOK("POST", appA, secretA, pubSID, "new", map[string]any{"location": "local", "dataChannelName": "chat"})
+	pubDC, pubIn := negotiated(t, pub, "chat", ids[0], nil)
+
+	// B subscribes with canReply, C without.
+	pb, sidB := dcSession(t, b, appA, secretA)
+	st, out, raw := b.dcCall("POST", appA, secretA, sidB, "new", map[string]any{"dataChannels": []map[string]any{
 		{"location": "remote", "sessionId": pubSID, "dataChannelName": "chat", "canReply": true}}})
 	if st != http.StatusOK || len(out.DataChannels) != 1 || out.DataChannels[0].ID == nil ||
-		out.DataChannels[0].CanReply == nil || *out.DataChannels[0].CanReply {
-		t.Fatalf("subscribe with canReply across pods: want the channel without the grant (canReply false), got %d %s", st, raw)
+		out.DataChannels[0].CanReply == nil || !*out.DataChannels[0].CanReply {
+		t.Fatalf("subscribe with canReply across pods: want the grant, got %d %s", st, raw)
 	}
+	dcB, inB := negotiated(t, pb, "chat", *out.DataChannels[0].ID, nil)
+	subC := subscribeDC(t, c, pubSID, "chat")
+
+	sendText(t, pubDC, "question?")
+	inB.waitMsg(t, "question?", true)
+	subC.in.waitMsg(t, "question?", true)
+
+	var replied int
+	sendText(t, dcB, "answer from B")
+	replied += len("answer from B")
+	pubIn.waitMsg(t, "answer from B", true)
+	big := bytes.Repeat([]byte{9, 8, 7}, 10_000)
+	sendBinary(t, dcB, big)
+	replied += len(big)
+	pubIn.waitMsg(t, string(big), false)
+
+	// C takes the grant: B loses it (told by A through the relay) and
+	// its messages stop reaching the publisher; C's start.
+	if !holdsReply(t, b, sidB, pubSID, "chat") {
+		t.Fatal("B's subscription does not hold canReply")
+	}
+	st, out, raw = c.dcCall("PUT", appA, secretA, subC.sid, "update", map[string]any{"dataChannels": []map[string]any{
+		{"location": "remote", "sessionId": pubSID, "dataChannelName": "chat", "canReply": true}}})
+	if st != http.StatusOK || out.DataChannels[0].CanReply == nil || !*out.DataChannels[0].CanReply {
+		t.Fatalf("grant to C: %d %s", st, raw)
+	}
+	waitFor(t, 10*time.Second, "B told it lost canReply", func() bool { return !holdsReply(t, b, sidB, pubSID, "chat") })
+	sendText(t, dcB, "B without the grant")
+	sendText(t, subC.dc, "answer from C")
+	replied += len("answer from C")
+	pubIn.waitMsg(t, "answer from C", true)
+	// B's message was sent before C's; give its relay path time anyway.
+	time.Sleep(300 * time.Millisecond)
+	if pubIn.has("B without the grant", true) {
+		t.Fatal("a subscriber on another pod that lost canReply still reached the publisher")
+	}
+
+	// The publisher's pod counts the replies as egress to its publisher,
+	// and nothing for the relays.
+	waitFor(t, 5*time.Second, "reply egress on A", func() bool { eg, _ := egressOf(a); return eg == uint64(replied) })
+
 	// A channel that is not published there is not found, as on one pod.
-	st, out, raw = b.dcCall("POST", appA, secretA, sid, "new", map[string]any{"dataChannels": []map[string]any{
+	st, out, raw = b.dcCall("POST", appA, secretA, sidB, "new", map[string]any{"dataChannels": []map[string]any{
 		{"location": "remote", "sessionId": pubSID, "dataChannelName": "missing"}}})
 	if st != http.StatusOK || out.DataChannels[0].ErrorCode != "not_found_track_error" || out.DataChannels[0].ID != nil {
 		t.Fatalf("subscribe to a missing channel on another pod: %d %s", st, raw)
-	}
-	if _, receiving := b.srv.ChannelRelayStreams(); receiving != 1 {
-		t.Fatalf("pod B receives %d DataChannel relay streams, want 1", receiving)
 	}
 }
 

@@ -91,7 +91,14 @@ func (s *Server) remoteDataChannel(app session.AppID, sid session.SessionID, nam
 		s.log.Debug("datachannel relay open failed", "session", string(sid), "datachannel", name, "err", err)
 		return nil, session.ErrSessionGone
 	}
-	return &session.RemoteDataChannel{Options: session.DataChannelOptions(ch.Options()), Subscribe: ch.Subscribe, Done: ch.Done()}, nil
+	return &session.RemoteDataChannel{
+		Options: session.DataChannelOptions(ch.Options()),
+		Subscribe: func(deliver func(isString bool, data []byte), lost func()) session.RemoteSubscription {
+			sub := ch.Subscribe(deliver, lost)
+			return session.RemoteSubscription{Cancel: sub.Cancel, Grant: sub.Grant, Reply: sub.Reply}
+		},
+		Done: ch.Done(),
+	}, nil
 }
 
 // publishedChannel serves the relay's lookup of a DataChannel published on
@@ -101,8 +108,12 @@ func (s *Server) publishedChannel(app, sid, name string) (relay.ChannelOptions, 
 	if err != nil {
 		return relay.ChannelOptions{}, nil, err
 	}
-	return relay.ChannelOptions(o), func(deliver func(isString bool, data []byte)) (func(), <-chan struct{}, error) {
-		return s.sessions.TapDataChannel(session.AppID(app), session.SessionID(sid), name, deliver)
+	return relay.ChannelOptions(o), func(deliver func(isString bool, data []byte), lost func()) (*relay.Tap, error) {
+		t, err := s.sessions.TapDataChannel(session.AppID(app), session.SessionID(sid), name, deliver, lost)
+		if err != nil {
+			return nil, err
+		}
+		return (*relay.Tap)(t), nil
 	}, nil
 }
 

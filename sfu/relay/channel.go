@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -20,6 +21,12 @@ import (
 // its local subscriptions. Messages longer than one frame are split into
 // fragments: the layer byte of a message frame carries flagString on every
 // fragment and flagMore on all but the last.
+//
+// The canReply grant crosses pods too: the destination asks for it (grant
+// frame, layer 1) or gives it back (layer 0) on behalf of one of its local
+// subscriptions, then sends that subscription's messages back as message
+// frames; the source tells it when the stream lost the grant to another
+// subscriber (lost frame).
 const (
 	flagString byte = 1 << 0
 	flagMore   byte = 1 << 1
@@ -40,11 +47,25 @@ type ChannelOptions struct {
 	MaxPacketLifeTime *uint16 `json:"maxPacketLifeTime,omitempty"`
 }
 
+// Tap is a live subscription of a relay stream to a DataChannel published
+// on this pod.
+type Tap struct {
+	// Cancel ends the tap.
+	Cancel func()
+	// Done is closed when the publication ends (or Cancel was called).
+	Done <-chan struct{}
+	// Grant gives the tap the publication's canReply grant (true), taking
+	// it from its holder, or gives it back (false).
+	Grant func(hold bool)
+	// Reply sends a message to the publisher if the tap holds the grant.
+	Reply func(isString bool, data []byte)
+}
+
 // TapFunc subscribes deliver to a published DataChannel on this pod.
 // deliver is called for every message in order, from one goroutine at a
-// time; it must not block and must not keep data. cancel ends the tap;
-// done is closed when the publication ends.
-type TapFunc func(deliver func(isString bool, data []byte)) (cancel func(), done <-chan struct{}, err error)
+// time; it must not block and must not keep data. lost is called when the
+// tap loses the canReply grant to another subscriber.
+type TapFunc func(deliver func(isString bool, data []byte), lost func()) (*Tap, error)
 
 // ChannelLookupFunc finds a live published DataChannel on this pod.
 type ChannelLookupFunc func(app, sessionID, name string) (ChannelOptions, TapFunc, error)
@@ -88,18 +109,20 @@ type chanSource struct {
 	queued int // message bytes in out
 }
 
-func (cs *chanSource) run(opts ChannelOptions, tap TapFunc) {
+func (cs *chanSource) run(opts ChannelOptions, tapFn TapFunc) {
 	defer cs.srv.wg.Done()
 	defer cs.srv.remove(cs)
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(1)
 	go func() { defer wg.Done(); cs.writeLoop() }()
-	go func() { defer wg.Done(); cs.readLoop() }()
 	// The hello goes out before the tap exists, so it precedes every message.
 	cs.sendJSON(frameHello, opts)
-	cancel, ended, err := tap(cs.deliver)
-	if err != nil {
-		ended = closedChan
+	ended := (<-chan struct{})(closedChan)
+	tap, err := tapFn(cs.deliver, func() { cs.enqueue(frameLost, 0, nil) })
+	if err == nil && tap != nil {
+		ended = tap.Done
+		wg.Add(1)
+		go func() { defer wg.Done(); cs.readLoop(tap) }()
 	}
 	select {
 	case <-cs.done:
@@ -111,9 +134,11 @@ func (cs *chanSource) run(opts ChannelOptions, tap TapFunc) {
 			cs.close()
 		}
 	}
-	if cancel != nil {
-		cancel()
+	if tap != nil {
+		tap.Cancel()
 	}
+	// The read loop may be blocked on a destination that never closes.
+	cs.close()
 	wg.Wait()
 	if n := cs.dropped.Load(); n > 0 {
 		cs.log.Info("datachannel relay stream ended with dropped messages", "dropped", n)
@@ -184,17 +209,75 @@ func (cs *chanSource) writeLoop() {
 	}
 }
 
-// readLoop notices the destination closing the stream; nothing flows
-// back on a DataChannel relay yet.
-func (cs *chanSource) readLoop() {
+// readLoop takes grant requests and replies from the destination pod.
+func (cs *chanSource) readLoop(tap *Tap) {
 	var buf []byte
+	var msg reassembly
 	for {
-		_, _, p, err := readFrame(cs.br, buf)
+		typ, flags, p, err := readFrame(cs.br, buf)
 		if err != nil {
 			cs.close()
 			return
 		}
 		buf = p[:0]
+		switch typ {
+		case frameGrant:
+			tap.Grant(flags == 1)
+		case frameMessage:
+			data, done, err := msg.add(flags, p)
+			if err != nil {
+				cs.log.Warn("datachannel relay: reply too long")
+				cs.close()
+				return
+			}
+			if done {
+				tap.Reply(flags&flagString != 0, data)
+				msg.reset()
+			}
+		}
+	}
+}
+
+// reassembly puts fragmented messages back together.
+type reassembly struct{ buf []byte }
+
+// add takes one message frame; done reports a complete message in data
+// (valid until reset or the next add).
+func (r *reassembly) add(flags byte, p []byte) (data []byte, done bool, err error) {
+	if flags&flagMore == 0 && len(r.buf) == 0 {
+		return p, true, nil
+	}
+	if len(r.buf)+len(p) > MaxChannelMessage {
+		return nil, false, errFrame
+	}
+	r.buf = append(r.buf, p...)
+	return r.buf, flags&flagMore == 0, nil
+}
+
+func (r *reassembly) reset() { r.buf = r.buf[:0] }
+
+// writeMessage writes one message as frames to w, for the destination's
+// replies (rare: no queue, a write deadline instead).
+func writeMessage(w io.Writer, isString bool, data []byte) error {
+	var flags byte
+	if isString {
+		flags = flagString
+	}
+	for off := 0; ; off += maxFrameLen {
+		end := min(off+maxFrameLen, len(data))
+		f := flags
+		if end < len(data) {
+			f |= flagMore
+		}
+		b := make([]byte, headerLen+end-off)
+		putHeader(b, frameMessage, f, end-off)
+		copy(b[headerLen:], data[off:end])
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
+		if end == len(data) {
+			return nil
+		}
 	}
 }
 
@@ -212,14 +295,24 @@ type Channel struct {
 
 	mu       sync.Mutex
 	subs     map[*chanSub]struct{}
+	holder   *chanSub  // the local subscription holding canReply, if any
 	lastUsed time.Time // last sweep or unsubscribe that saw a subscriber
 	closed   bool
 	once     sync.Once
 	done     chan struct{}
+
+	wmu sync.Mutex // serialises writes to the source pod
 }
 
 type chanSub struct {
 	deliver func(isString bool, data []byte)
+	lost    func()
+}
+
+// ChannelSubscription is one local subscription of a Channel.
+type ChannelSubscription struct {
+	ch  *Channel
+	sub *chanSub
 }
 
 // Options is the publisher's delivery policy.
@@ -229,22 +322,107 @@ func (ch *Channel) Options() ChannelOptions { return ch.opts }
 func (ch *Channel) Done() <-chan struct{} { return ch.done }
 
 // Subscribe calls deliver for every message of the channel, in order, from
-// the stream's read goroutine, until cancel. deliver must not block for
-// long and must not keep data. Subscribing to a closed channel returns a
-// no-op cancel.
-func (ch *Channel) Subscribe(deliver func(isString bool, data []byte)) (cancel func()) {
-	sub := &chanSub{deliver: deliver}
+// the stream's read goroutine, until Cancel. deliver must not block for
+// long and must not keep data. lost is called when the subscription held
+// the canReply grant and lost it (another subscriber on any pod took it).
+// Subscribing to a closed channel returns a subscription that does nothing.
+func (ch *Channel) Subscribe(deliver func(isString bool, data []byte), lost func()) *ChannelSubscription {
+	sub := &chanSub{deliver: deliver, lost: lost}
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
-	if ch.closed {
-		return func() {}
+	if !ch.closed {
+		ch.subs[sub] = struct{}{}
 	}
-	ch.subs[sub] = struct{}{}
-	return func() {
-		ch.mu.Lock()
-		delete(ch.subs, sub)
-		ch.lastUsed = ch.c.o.Now()
+	return &ChannelSubscription{ch: ch, sub: sub}
+}
+
+// Cancel ends the subscription (giving back the grant if it holds it).
+func (cs *ChannelSubscription) Cancel() {
+	ch := cs.ch
+	ch.mu.Lock()
+	delete(ch.subs, cs.sub)
+	ch.lastUsed = ch.c.o.Now()
+	held := ch.holder == cs.sub
+	if held {
+		ch.holder = nil
+	}
+	closed := ch.closed
+	ch.mu.Unlock()
+	if held && !closed {
+		ch.write(func(w io.Writer) error { return writeGrant(w, false) })
+	}
+}
+
+// Grant asks the source pod for the canReply grant for this subscription
+// (taking it from any other holder, local or not), or gives it back.
+func (cs *ChannelSubscription) Grant(hold bool) {
+	ch := cs.ch
+	ch.mu.Lock()
+	if ch.closed {
 		ch.mu.Unlock()
+		return
+	}
+	var prev *chanSub
+	switch {
+	case hold:
+		if ch.holder != cs.sub {
+			prev = ch.holder
+		}
+		ch.holder = cs.sub
+	case ch.holder == cs.sub:
+		ch.holder = nil
+	default:
+		ch.mu.Unlock()
+		return
+	}
+	ch.mu.Unlock()
+	if prev != nil && prev.lost != nil {
+		prev.lost()
+	}
+	ch.write(func(w io.Writer) error { return writeGrant(w, hold) })
+}
+
+// Reply sends a message of the grant holder to the publisher.
+func (cs *ChannelSubscription) Reply(isString bool, data []byte) {
+	ch := cs.ch
+	ch.mu.Lock()
+	ok := !ch.closed && ch.holder == cs.sub && len(data) <= MaxChannelMessage
+	ch.mu.Unlock()
+	if ok {
+		ch.write(func(w io.Writer) error { return writeMessage(w, isString, data) })
+	}
+}
+
+func writeGrant(w io.Writer, hold bool) error {
+	var b [headerLen]byte
+	var layer byte
+	if hold {
+		layer = 1
+	}
+	putHeader(b[:], frameGrant, layer, 0)
+	_, err := w.Write(b[:])
+	return err
+}
+
+// write runs f on the connection with a write deadline; a failed write
+// ends the stream.
+func (ch *Channel) write(f func(io.Writer) error) {
+	ch.wmu.Lock()
+	defer ch.wmu.Unlock()
+	_ = ch.conn.SetWriteDeadline(time.Now().Add(2 * time.Second))
+	if err := f(ch.conn); err != nil {
+		ch.close()
+	}
+}
+
+// lostGrant handles the source's lost frame.
+func (ch *Channel) lostGrant() {
+	ch.mu.Lock()
+	prev := ch.holder
+	ch.holder = nil
+	ch.mu.Unlock()
+	if prev != nil && prev.lost != nil {
+		prev.lost()
 	}
 }
 
@@ -275,7 +453,8 @@ func (ch *Channel) close() {
 // run reads messages until the stream ends and fans each out.
 func (ch *Channel) run() {
 	defer ch.close()
-	var buf, msg []byte
+	var buf []byte
+	var msg reassembly
 	var subs []*chanSub
 	for {
 		typ, flags, p, err := readFrame(ch.br, buf)
@@ -290,21 +469,20 @@ func (ch *Channel) run() {
 		case frameEnd:
 			ch.log.Debug("datachannel relay: source ended the publication")
 			return
+		case frameLost:
+			ch.lostGrant()
+			continue
 		case frameMessage:
 		default:
 			continue
 		}
-		data := p
-		if flags&flagMore != 0 || len(msg) > 0 {
-			if len(msg)+len(p) > MaxChannelMessage {
-				ch.log.Warn("datachannel relay: message too long", "bytes", len(msg)+len(p))
-				return
-			}
-			msg = append(msg, p...)
-			if flags&flagMore != 0 {
-				continue
-			}
-			data = msg
+		data, done, err := msg.add(flags, p)
+		if err != nil {
+			ch.log.Warn("datachannel relay: message too long")
+			return
+		}
+		if !done {
+			continue
 		}
 		ch.mu.Lock()
 		subs = subs[:0]
@@ -315,7 +493,7 @@ func (ch *Channel) run() {
 		for _, s := range subs {
 			s.deliver(flags&flagString != 0, data)
 		}
-		msg = msg[:0]
+		msg.reset()
 	}
 }
 

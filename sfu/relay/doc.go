@@ -16,7 +16,8 @@
 // a JSON hello with the channel's delivery policy, then message frames
 // (fragmented past one frame) and an end marker. One stream per (channel,
 // destination pod); the destination fans messages out to its local
-// subscriptions through Channel.Subscribe.
+// subscriptions through Channel.Subscribe. The canReply grant and the
+// holder's replies travel back on the same stream.
 //
 // It owns relay streams on both sides and their goroutines. It imports
 // sfu/forward and Pion types only; never sfu/session, sfu/api or

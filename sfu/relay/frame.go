@@ -19,7 +19,9 @@ const (
 	frameLayers   byte = 3 // source → destination: JSON list of rids
 	frameEnd      byte = 4 // source → destination: the publication ended
 	frameKeyframe byte = 5 // destination → source: keyframe request for a layer
-	frameMessage  byte = 6 // source → destination: a DataChannel message (fragment)
+	frameMessage  byte = 6 // a DataChannel message (fragment); destination → source: a reply
+	frameGrant    byte = 7 // destination → source: take (layer 1) or give back (0) canReply
+	frameLost     byte = 8 // source → destination: the stream lost canReply to another subscriber
 )
 
 // allLayers in a keyframe frame asks every layer.

@@ -210,9 +210,10 @@ func TestRelayCarriesPacketsInOrderAndKeyframeRequestsBack(t *testing.T) {
 			t.Fatalf("packet %d carries counter %d after starting at %d: reordered or lost", i, c, sub1.seen[0])
 		}
 	}
+	ssrc := sub1.ssrc
 	sub1.mu.Unlock()
-	if sub1.ssrc != 4242 {
-		t.Fatalf("subscriber's SSRC %d, want its own 4242", sub1.ssrc)
+	if ssrc != 4242 {
+		t.Fatalf("subscriber's SSRC %d, want its own 4242", ssrc)
 	}
 	if a.srv.Streams() != 1 {
 		t.Fatalf("source sends %d streams, want 1", a.srv.Streams())
@@ -449,14 +450,17 @@ func (w *timedWriter) Write(b []byte) (int, error) { return len(b), nil }
 
 // fakeChannel is a published DataChannel on a test pod.
 type fakeChannel struct {
-	mu    sync.Mutex
-	taps  map[int]func(bool, []byte)
-	next  int
-	ended chan struct{}
+	mu      sync.Mutex
+	taps    map[int]func(bool, []byte)
+	lost    map[int]func()
+	holder  int // tap holding canReply; 0: none, -1: a local subscriber
+	replies []string
+	next    int
+	ended   chan struct{}
 }
 
 func (p *pod) publishChannel(name string) *fakeChannel {
-	fc := &fakeChannel{taps: map[int]func(bool, []byte){}, ended: make(chan struct{})}
+	fc := &fakeChannel{taps: map[int]func(bool, []byte){}, lost: map[int]func(){}, ended: make(chan struct{})}
 	p.mu.Lock()
 	if p.chans == nil {
 		p.chans = map[string]*fakeChannel{}
@@ -474,14 +478,49 @@ func (p *pod) lookupChannel(app, sid, name string) (relay.ChannelOptions, relay.
 		return relay.ChannelOptions{}, nil, errors.New("no such channel")
 	}
 	three := uint16(3)
-	return relay.ChannelOptions{Ordered: false, MaxRetransmits: &three}, func(deliver func(bool, []byte)) (func(), <-chan struct{}, error) {
+	return relay.ChannelOptions{Ordered: false, MaxRetransmits: &three}, func(deliver func(bool, []byte), lost func()) (*relay.Tap, error) {
 		fc.mu.Lock()
 		defer fc.mu.Unlock()
 		fc.next++
 		id := fc.next
 		fc.taps[id] = deliver
-		return func() { fc.mu.Lock(); delete(fc.taps, id); fc.mu.Unlock() }, fc.ended, nil
+		fc.lost[id] = lost
+		return &relay.Tap{
+			Cancel: func() { fc.mu.Lock(); delete(fc.taps, id); fc.mu.Unlock() },
+			Done:   fc.ended,
+			Grant:  func(hold bool) { fc.grant(id, hold) },
+			Reply: func(isString bool, data []byte) {
+				fc.mu.Lock()
+				if fc.holder == id {
+					fc.replies = append(fc.replies, fmt.Sprintf("%v:%s", isString, data))
+				}
+				fc.mu.Unlock()
+			},
+		}, nil
 	}, nil
+}
+
+// grant moves canReply to id (or releases it), telling a tap that loses it.
+func (fc *fakeChannel) grant(id int, hold bool) {
+	fc.mu.Lock()
+	var lost func()
+	switch {
+	case hold && fc.holder != id:
+		lost = fc.lost[fc.holder]
+		fc.holder = id
+	case !hold && fc.holder == id:
+		fc.holder = 0
+	}
+	fc.mu.Unlock()
+	if lost != nil {
+		lost()
+	}
+}
+
+func (fc *fakeChannel) state() (holder int, replies []string) {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	return fc.holder, append([]string(nil), fc.replies...)
 }
 
 // send delivers one message to every tap, as the publisher's channel does.
@@ -536,8 +575,8 @@ func TestChannelRelayFansOutMessagesInOrderAndEndsWithThePublication(t *testing.
 		t.Fatalf("relayed options %+v, want the publisher's (unordered, 3 retransmits)", o)
 	}
 	var l1, l2 msgLog
-	cancel1 := ch1.Subscribe(l1.deliver)
-	ch1.Subscribe(l2.deliver)
+	sub1 := ch1.Subscribe(l1.deliver, nil)
+	ch1.Subscribe(l2.deliver, nil)
 	waitFor(t, "tap on the source pod", func() bool { return fc.tapCount() == 1 })
 
 	big := make([]byte, 100_000) // several frames
@@ -571,7 +610,7 @@ func TestChannelRelayFansOutMessagesInOrderAndEndsWithThePublication(t *testing.
 	}
 
 	// One subscriber leaves: the other still receives.
-	cancel1()
+	sub1.Cancel()
 	fc.send(true, []byte("after"))
 	waitFor(t, "message after one left", func() bool { return slices.Contains(l2.all(), "str:after") })
 	if slices.Contains(l1.all(), "str:after") {
@@ -606,7 +645,7 @@ func TestChannelRelayEndsWhenSourcePodCloses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ch.Subscribe(func(bool, []byte) {})
+	ch.Subscribe(func(bool, []byte) {}, nil)
 	waitFor(t, "tap on the source pod", func() bool { return fc.tapCount() == 1 })
 	a.srv.Close()
 	select {
@@ -638,7 +677,7 @@ func TestUnusedChannelRelayIsClosedBySweep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cancel := ch.Subscribe(func(bool, []byte) {})
+	sub := ch.Subscribe(func(bool, []byte) {}, nil)
 	// Silence is normal for a DataChannel: a subscribed channel survives
 	// any time without messages.
 	b.now.Add(int64(time.Hour))
@@ -646,7 +685,7 @@ func TestUnusedChannelRelayIsClosedBySweep(t *testing.T) {
 	if b.client.Channels() != 1 {
 		t.Fatal("a subscribed, silent channel relay was closed")
 	}
-	cancel()
+	sub.Cancel()
 	b.client.Sweep()
 	if b.client.Channels() != 1 {
 		t.Fatal("closed at once when its last subscriber left (a re-subscribe should reuse it)")
@@ -659,4 +698,54 @@ func TestUnusedChannelRelayIsClosedBySweep(t *testing.T) {
 		t.Fatal("unused channel relay still open after the grace")
 	}
 	waitFor(t, "relay gone on both pods", func() bool { return b.client.Channels() == 0 && fc.tapCount() == 0 })
+}
+
+func TestChannelRelayCarriesTheReplyGrantAndRepliesBack(t *testing.T) {
+	a, b := newPod(t), newPod(t)
+	fc := a.publishChannel("chat")
+	ch, err := b.client.Channel(context.Background(), a.addr(), "app", "sid", "chat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lost1, lost2 atomic.Int64
+	sub1 := ch.Subscribe(func(bool, []byte) {}, func() { lost1.Add(1) })
+	sub2 := ch.Subscribe(func(bool, []byte) {}, func() { lost2.Add(1) })
+	waitFor(t, "tap on the source pod", func() bool { return fc.tapCount() == 1 })
+
+	// Without the grant, replies are not sent.
+	sub1.Reply(true, []byte("too early"))
+	sub1.Grant(true)
+	waitFor(t, "the stream holds the grant on the source pod", func() bool { h, _ := fc.state(); return h == 1 })
+	sub1.Reply(true, []byte("hello publisher"))
+	big := strings.Repeat("r", 40_000) // fragmented
+	sub1.Reply(false, []byte(big))
+	sub2.Reply(true, []byte("not the holder"))
+	waitFor(t, "replies at the publisher", func() bool { _, r := fc.state(); return len(r) >= 2 })
+	if _, r := fc.state(); !slices.Equal(r, []string{"true:hello publisher", "false:" + big}) {
+		t.Fatalf("publisher got %d replies, want exactly the holder's two in order", len(r))
+	}
+
+	// Another subscription on B takes the grant: the first one loses it.
+	sub2.Grant(true)
+	if lost1.Load() != 1 {
+		t.Fatalf("first holder told %d times that it lost the grant, want 1", lost1.Load())
+	}
+	sub1.Reply(true, []byte("after losing it"))
+	sub2.Reply(true, []byte("from the new holder"))
+	waitFor(t, "new holder's reply", func() bool { _, r := fc.state(); return len(r) >= 3 })
+
+	// A subscriber on the source pod takes it: B's holder is told.
+	fc.grant(-1, true)
+	waitFor(t, "B's holder told it lost the grant", func() bool { return lost2.Load() == 1 })
+	sub2.Reply(true, []byte("after the source took it"))
+	time.Sleep(100 * time.Millisecond)
+	if _, r := fc.state(); len(r) != 3 || r[2] != "true:from the new holder" {
+		t.Fatalf("replies %q: a subscriber without the grant reached the publisher", r)
+	}
+
+	// Taking it back and leaving gives it back on the source pod.
+	sub2.Grant(true)
+	waitFor(t, "grant back on the stream", func() bool { h, _ := fc.state(); return h == 1 })
+	sub2.Cancel()
+	waitFor(t, "grant released when its holder left", func() bool { h, _ := fc.state(); return h == 0 })
 }

@@ -51,6 +51,9 @@ type dcPub struct {
 	// stop ends a relayed channel's subscription to the relay (nil for a
 	// local publication); called once, by close.
 	stop func()
+	// remote is a relayed channel's subscription to the relay: grant and
+	// replies go through it (nil for a local publication).
+	remote *RemoteSubscription
 
 	mu      sync.Mutex
 	subs    []*dcSub
@@ -74,6 +77,7 @@ type dcSub struct {
 	// tap is set on the relay's subscription of a publication (no session,
 	// no channel): messages go to it instead of an endpoint.
 	tap       func(isString bool, data []byte)
+	tapLost   func() // tells the tap's pod it lost canReply
 	held      []webrtc.DataChannelMessage
 	heldBytes int
 	closed    bool
@@ -178,10 +182,14 @@ func (sub *dcSub) onMessage(msg webrtc.DataChannelMessage) {
 	sub.mu.Unlock()
 	p := sub.pub
 	p.mu.Lock()
-	ok := !p.closed && p.replier == sub && p.s != nil
+	ok := !p.closed && p.replier == sub
 	p.mu.Unlock()
-	if ok {
+	switch {
+	case !ok:
+	case p.s != nil:
 		send(p.s, p.dc, msg)
+	case p.remote != nil:
+		p.remote.Reply(msg.IsString, msg.Data)
 	}
 }
 

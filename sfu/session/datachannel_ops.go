@@ -412,15 +412,23 @@ func (s *Session) subscribeDataChannel(pc *webrtc.PeerConnection, it DataChannel
 		return dcItemErr(res, CodeNotFoundTrack, descDCNotFound)
 	}
 	p.subs = append(p.subs, sub)
-	if it.CanReply != nil && *it.CanReply {
-		// Replies are not carried back across pods yet: a subscription to
-		// a channel of another pod never holds the grant.
+	var notify func()
+	grant := it.CanReply != nil && *it.CanReply
+	if grant {
 		if p.s != nil {
+			notify = p.grantLocked(sub)
+		} else {
 			p.replier = sub
 		}
-		res.CanReply = boolPtr(p.s != nil)
+		res.CanReply = boolPtr(true)
 	}
 	p.mu.Unlock()
+	if notify != nil {
+		notify()
+	}
+	if grant && p.remote != nil {
+		p.remote.Grant(true)
+	}
 	if sub.gate != nil {
 		go sub.awaitAck(DefaultAckTimeout)
 	}
@@ -456,18 +464,31 @@ func (s *Session) UpdateDataChannels(req DataChannelsRequest, lim Limits) (*Data
 		}
 		p := sub.pub
 		p.mu.Lock()
+		var notify func()
+		// A relayed channel (p.s nil) asks the publisher's pod too.
+		remoteGrant := (*bool)(nil)
 		if it.CanReply != nil {
 			switch {
 			case *it.CanReply && p.s == nil:
-				// Not carried across pods yet (see subscribeDataChannel).
-			case *it.CanReply:
 				p.replier = sub
+				remoteGrant = boolPtr(true)
+			case *it.CanReply:
+				notify = p.grantLocked(sub)
 			case p.replier == sub:
 				p.replier = nil
+				if p.s == nil {
+					remoteGrant = boolPtr(false)
+				}
 			}
 		}
 		holds := p.replier == sub
 		p.mu.Unlock()
+		if notify != nil {
+			notify()
+		}
+		if remoteGrant != nil && p.remote != nil {
+			p.remote.Grant(*remoteGrant)
+		}
 		res.ID, res.CanReply = u16(sub.id), boolPtr(holds)
 		resp.DataChannels = append(resp.DataChannels, res)
 	}
