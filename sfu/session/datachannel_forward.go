@@ -38,7 +38,7 @@ func (o dcOptions) init(id uint16) *webrtc.DataChannelInit {
 // lives on the publisher's PeerConnection.
 //
 // A dcPub with a nil s stands for a channel published on another pod of
-// the fleet: it is fed by the DataChannel relay (remote.go), has no SFU-side
+// the fleet: it is fed by the DataChannel relay (datachannel_fleet.go), has no SFU-side
 // channel, and serves exactly one local subscription; it is closed when
 // that subscription ends or the relay does.
 type dcPub struct {
