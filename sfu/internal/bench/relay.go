@@ -72,6 +72,14 @@ func runRelay(args []string) error {
 	a, b := pods[0], pods[1]
 	fmt.Printf("relay: pod A pid %d, pod B pid %d (both pinned to CPU %q); 1 publisher on A, %d fps x %d packets x %d B = %d pkt/s; window %v per case\n",
 		a.pid(), b.pid(), f.server.cpu, f.fps, f.perFrame, f.size, f.fps*f.perFrame, f.window)
+	// What a live SFU process costs with nothing to forward (timers, GC,
+	// the config watcher): part of every per-packet figure below, and what a
+	// second pod adds at low packet rates.
+	a0, b0, t0 := procCPU(a.pid()), procCPU(b.pid()), time.Now()
+	time.Sleep(f.window / 2)
+	el := time.Since(t0).Seconds()
+	fmt.Printf("idle CPU before the publisher: pod A %.2f ms/s, pod B %.2f ms/s\n",
+		float64((procCPU(a.pid())-a0).Microseconds())/1e3/el, float64((procCPU(b.pid())-b0).Microseconds())/1e3/el)
 	ctx := context.Background()
 	ca, cb := newAPIClient(a.api), newAPIClient(b.api)
 	pub, pubPC, pubSID, err := publishThroughSFU(ctx, api, ca, f)
