@@ -73,8 +73,7 @@ func runRelay(args []string) error {
 	fmt.Printf("relay: pod A pid %d, pod B pid %d (both pinned to CPU %q); 1 publisher on A, %d fps x %d packets x %d B = %d pkt/s; window %v per case\n",
 		a.pid(), b.pid(), f.server.cpu, f.fps, f.perFrame, f.size, f.fps*f.perFrame, f.window)
 	// What a live SFU process costs with nothing to forward (timers, GC,
-	// the config watcher): part of every per-packet figure below, and what a
-	// second pod adds at low packet rates.
+	// the config watcher): part of every per-packet figure below.
 	a0, b0, t0 := procCPU(a.pid()), procCPU(b.pid()), time.Now()
 	time.Sleep(f.window / 2)
 	el := time.Since(t0).Seconds()
