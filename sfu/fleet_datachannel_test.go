@@ -12,6 +12,7 @@ import (
 
 	"github.com/pion/webrtc/v4"
 
+	"github.com/switchboard-rtc/switchboard/sfu/fleet"
 	"github.com/switchboard-rtc/switchboard/sfu/session"
 )
 
@@ -46,6 +47,12 @@ func TestDataChannelSubscriptionOnAnotherPodReceivesEveryMessageInOrder(t *testi
 	}
 	if _, receiving := b.srv.ChannelRelayStreams(); receiving != 1 {
 		t.Errorf("pod B receives %d DataChannel relay streams for 2 subscribers, want 1", receiving)
+	}
+	// The relay endpoint is for pods only: without the fleet token, an app
+	// secret gets the answer of an unknown path.
+	code, _, body := rawCall(t, a.http.URL, "GET", fleet.RelayPrefix+appA+"/"+pubSID+"/datachannels/feed", secretA, "")
+	if code != http.StatusNotFound || !strings.Contains(string(body), "not an endpoint") {
+		t.Fatalf("DataChannel relay without the fleet token: %d %s", code, body)
 	}
 	st := b.state(appA, secretA, subs[0].sid)
 	if got := dcStatus(st, "remote", subs[0].id); got != session.StatusActive {
