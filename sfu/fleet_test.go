@@ -144,6 +144,12 @@ func TestCallForSessionOnAnotherPodAnswersAsOwner(t *testing.T) {
 	pods := newFleet(t, 2, false)
 	a, b := pods[0], pods[1]
 	_, pubSID := publish(t, a, appA, secretA, "cam")
+	// Both tracks active first, so GET session cannot change between the
+	// call to the owner and the call through the other pod.
+	waitFor(t, 10*time.Second, "publisher's tracks active", func() bool {
+		st := a.state(appA, secretA, pubSID)
+		return trackStatus(st, "local", "0") == session.StatusActive && trackStatus(st, "local", "1") == session.StatusActive
+	})
 	pa := apiPath(appA, pubSID, "")
 	goneOnA := fleet.NewSessionID(0) // well-formed, owned by A, never created
 	cases := []struct {
