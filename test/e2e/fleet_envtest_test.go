@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/ice/v4"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
@@ -1206,6 +1207,32 @@ func TestOperatorRenderedFleetActsAsOneSFU(t *testing.T) {
 			reached.Round(time.Millisecond), time.Since(asked).Round(time.Millisecond))
 	})
 
+	t.Run("DataChannelPublishedOnAReachesSubscribersOnBAndC", func(t *testing.T) {
+		h.waitIdle(t)
+		pub := h.dcEndpoint(t, a, a)
+		pubDC, _ := h.openChannel(t, pub, a, map[string]any{"location": "local", "dataChannelName": "chat"})
+		subB := h.dcEndpoint(t, b, c) // negotiated entirely through C
+		subC := h.dcEndpoint(t, c, c)
+		_, inB := h.openChannel(t, subB, c, map[string]any{"location": "remote", "sessionId": pub.sid, "dataChannelName": "chat"})
+		_, inC := h.openChannel(t, subC, c, map[string]any{"location": "remote", "sessionId": pub.sid, "dataChannelName": "chat"})
+		var want []string
+		for i := range 100 {
+			m := fmt.Sprintf("message %03d %s", i, strings.Repeat("x", i))
+			if err := pubDC.SendText(m); err != nil {
+				t.Fatal(err)
+			}
+			want = append(want, m)
+		}
+		for who, in := range map[string]*dcInbox{"on B": inB, "on C": inC} {
+			if !waitFor(10*time.Second, func() bool { return len(in.get()) >= len(want) }) {
+				t.Fatalf("subscriber %s got %d of %d messages", who, len(in.get()), len(want))
+			}
+			if got := in.get(); !slices.Equal(got, want) {
+				t.Fatalf("subscriber %s got the messages out of order or changed: first %q", who, got[0])
+			}
+		}
+	})
+
 	t.Run("DrainingPodAKeepsItsCallWhileNewSessionsLandOnBAndC", func(t *testing.T) {
 		h.waitIdle(t)
 		pub := h.publish(t, a, "talk")
@@ -1351,6 +1378,100 @@ func TestOperatorRenderedFleetActsAsOneSFU(t *testing.T) {
 			}
 		}
 	})
+}
+
+// dcPeer is a client with a DataChannel transport to its session.
+type dcPeer struct {
+	pc  *webrtc.PeerConnection
+	sid string
+}
+
+// dcEndpoint opens a session on pod p and establishes its DataChannel
+// transport through pod via (Calls datachannels/establish without an
+// offer). It answers "setup:active" as browsers do.
+func (h *fleetHarness) dcEndpoint(t *testing.T, p, via *fleetPod) *dcPeer {
+	t.Helper()
+	se := webrtc.SettingEngine{}
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	if err := se.SetAnsweringDTLSRole(webrtc.DTLSRoleClient); err != nil {
+		t.Fatal(err)
+	}
+	pc, err := webrtc.NewAPI(webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pc.Close() })
+	d := &dcPeer{pc: pc}
+	d.sid, _ = h.newSession(t, p, nil)
+	h.expectOwner(t, d.sid, p)
+	var res struct {
+		SessionDescription *sdpBody `json:"sessionDescription"`
+	}
+	st, _, raw := h.call(t, via, "POST", "/sessions/"+d.sid+"/datachannels/establish",
+		map[string]any{"dataChannel": map[string]any{"location": "remote", "dataChannelName": "server-events"}})
+	if st != http.StatusOK || json.Unmarshal(raw, &res) != nil || res.SessionDescription == nil || res.SessionDescription.Type != "offer" {
+		t.Fatalf("datachannels/establish through %s: %d %s", via.name, st, raw)
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: res.SessionDescription.SDP}); err != nil {
+		t.Fatal(err)
+	}
+	ans, err := pc.CreateAnswer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, _, raw := h.call(t, via, "PUT", "/sessions/"+d.sid+"/renegotiate", map[string]any{"sessionDescription": localSDP(t, pc, ans)}); st != http.StatusOK {
+		t.Fatalf("renegotiate through %s: %d %s", via.name, st, raw)
+	}
+	if !waitFor(10*time.Second, func() bool { return pc.ConnectionState() == webrtc.PeerConnectionStateConnected }) {
+		t.Fatalf("DataChannel session on %s not connected: %s", p.name, pc.ConnectionState())
+	}
+	return d
+}
+
+// dcInbox collects a channel's text messages in arrival order.
+type dcInbox struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (in *dcInbox) get() []string {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return slices.Clone(in.msgs)
+}
+
+// openChannel asks for one channel (datachannels/new through pod via) and
+// opens the client's side of it with the id the SFU allocated.
+func (h *fleetHarness) openChannel(t *testing.T, d *dcPeer, via *fleetPod, item map[string]any) (*webrtc.DataChannel, *dcInbox) {
+	t.Helper()
+	var res struct {
+		DataChannels []struct {
+			ID        *uint16 `json:"id"`
+			ErrorCode string  `json:"errorCode"`
+		} `json:"dataChannels"`
+	}
+	st, _, raw := h.call(t, via, "POST", "/sessions/"+d.sid+"/datachannels/new", map[string]any{"dataChannels": []map[string]any{item}})
+	if st != http.StatusOK || json.Unmarshal(raw, &res) != nil || len(res.DataChannels) != 1 || res.DataChannels[0].ID == nil || res.DataChannels[0].ErrorCode != "" {
+		t.Fatalf("datachannels/new %v through %s: %d %s", item, via.name, st, raw)
+	}
+	yes := true
+	dc, err := d.pc.CreateDataChannel(fmt.Sprint(item["dataChannelName"]), &webrtc.DataChannelInit{Negotiated: &yes, ID: res.DataChannels[0].ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := &dcInbox{}
+	dc.OnMessage(func(m webrtc.DataChannelMessage) {
+		in.mu.Lock()
+		in.msgs = append(in.msgs, string(m.Data))
+		in.mu.Unlock()
+	})
+	if !waitFor(10*time.Second, func() bool { return dc.ReadyState() == webrtc.DataChannelStateOpen }) {
+		t.Fatalf("channel %v not open: %s", item, dc.ReadyState())
+	}
+	return dc, in
 }
 
 // waitDrainEvents waits for the SFUPool's DrainStarted Event about pod p
