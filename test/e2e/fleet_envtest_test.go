@@ -1265,9 +1265,9 @@ func TestOperatorRenderedFleetActsAsOneSFU(t *testing.T) {
 					shown = p
 				}
 			}
-			return shown.Draining && shown.DrainDeadline != nil && shown.Sessions == 1
+			return shown.Draining && !shown.Ready && shown.DrainDeadline != nil && shown.Sessions == 1
 		}) {
-			t.Fatalf("sfupool status of pod A: %+v; want draining with 1 session and a deadline", shown)
+			t.Fatalf("sfupool status of pod A: %+v; want draining, not ready, with 1 session and a deadline", shown)
 		}
 		deadline := sigterm.Add(fleetDrainTimeout)
 		if d := shown.DrainDeadline.Sub(deadline); d < -2*time.Second || d > 2*time.Second {
