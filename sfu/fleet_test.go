@@ -23,7 +23,9 @@ const fleetToken = "fleet-token-for-tests-0123456789"
 
 // newFleet starts n SFU servers in this process, each with its own UDP
 // port and HTTP listener on 127.0.0.1, that know each other from a static
-// peer list. Pod i has ordinal i.
+// peer list. Pod i has ordinal i. Placement by load is off (no peer
+// polling): these tests put each session on the pod they call, and
+// sfu/placement_test.go tests placement.
 func newFleet(t *testing.T, n int, fakeClock bool) []*env {
 	t.Helper()
 	lns := make([]net.Listener, n)
@@ -42,7 +44,7 @@ func newFleet(t *testing.T, n int, fakeClock bool) []*env {
 		cfg.Fleet = &config.Fleet{Token: fleetToken, Peers: peers}
 		e := &env{t: t}
 		opts := sfu.Options{Config: cfg, UDPAddr: "127.0.0.1:0", AdvertiseIPs: []string{"127.0.0.1"},
-			Logger: testLogger(), PodOrdinal: i}
+			Logger: testLogger(), PodOrdinal: i, PlacementPoll: -1}
 		if fakeClock {
 			e.clock = clock.NewFake(time.Date(2026, 11, 23, 20, 0, 0, 0, time.UTC))
 			opts.Clock = e.clock
