@@ -50,7 +50,7 @@ import (
 
 // The fleet as a user gets it from the operator: an envtest API server, the
 // `switchboard manager` process (operator and hub), an SFUPool of three
-// replicas and a CallsApp; then three `switchboard sfu` processes started
+// replicas and two CallsApps; then three `switchboard sfu` processes started
 // from the StatefulSet's pod template and the config Secret the operator
 // rendered, each on its own loopback address. The harness plays the parts
 // of the cluster that envtest lacks: the StatefulSet controller (it creates
