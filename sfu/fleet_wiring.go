@@ -13,7 +13,11 @@ import (
 )
 
 // relayOpenTimeout bounds opening a relay inside a pull.
-const relayOpenTimeout = 5 * time.Second
+// relayOpenTimeout bounds opening a relay, retries of the dial included:
+// long enough to outlast a peer name's negative DNS caching right after
+// the peer started (relay.Client retries the dial), short enough for a
+// pull of a dead pod's track to fail in seconds.
+const relayOpenTimeout = 8 * time.Second
 
 // fleetSessionID names this pod in new session IDs when it is in a fleet.
 func (s *Server) fleetSessionID() session.SessionID {
@@ -66,7 +70,7 @@ func (s *Server) remoteTrack(app session.AppID, sid session.SessionID, name sess
 	defer cancel()
 	t, err := s.relayDest.Track(ctx, addr, string(app), string(sid), string(name))
 	if err != nil {
-		s.log.Debug("relay open failed", "session", string(sid), "track", string(name), "err", err)
+		s.log.Warn("relay open failed", "session", string(sid), "track", string(name), "err", err)
 		return nil, session.ErrSessionGone
 	}
 	return t, nil
@@ -88,7 +92,7 @@ func (s *Server) remoteDataChannel(app session.AppID, sid session.SessionID, nam
 	defer cancel()
 	ch, err := s.relayDest.Channel(ctx, addr, string(app), string(sid), name)
 	if err != nil {
-		s.log.Debug("datachannel relay open failed", "session", string(sid), "datachannel", name, "err", err)
+		s.log.Warn("datachannel relay open failed", "session", string(sid), "datachannel", name, "err", err)
 		return nil, session.ErrSessionGone
 	}
 	return &session.RemoteDataChannel{

@@ -23,7 +23,7 @@ import (
 
 // Defaults of ClientOptions.
 const (
-	DefaultDialTimeout = 5 * time.Second
+	DefaultDialTimeout = 8 * time.Second
 	// DefaultUnusedGrace is how long a relay with no local subscriber is
 	// kept (a subscriber may re-pull at once after tracks/close).
 	DefaultUnusedGrace = 10 * time.Second
@@ -221,7 +221,7 @@ func (c *Client) open(ctx context.Context, addr string, k key) (*Relay, error) {
 func (c *Client) handshake(ctx context.Context, addr, path string) (net.Conn, *bufio.Reader, []byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.o.DialTimeout)
 	defer cancel()
-	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+	conn, err := dialRetrying(ctx, addr)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -256,6 +256,30 @@ func (c *Client) handshake(ctx context.Context, addr, path string) (net.Conn, *b
 	}
 	_ = conn.SetDeadline(time.Time{})
 	return conn, br, p, nil
+}
+
+// dialRetrying dials addr until it connects or ctx ends. A peer's name can
+// be missing from cluster DNS for a few seconds after the peer turned
+// ready (the headless Service's records lag, and resolvers cache the
+// negative answer for their TTL, 5 s with CoreDNS's defaults), and a
+// restarting peer refuses connections for a moment; one failed dial must
+// not fail a pull that a retry a second later would serve.
+func dialRetrying(ctx context.Context, addr string) (net.Conn, error) {
+	wait := 50 * time.Millisecond
+	for {
+		conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+		if err == nil {
+			return conn, nil
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		case <-t.C:
+		}
+		wait = min(2*wait, time.Second)
+	}
 }
 
 // Relays returns how many relay streams this pod receives.
