@@ -1609,19 +1609,12 @@ func (h *fleetHarness) podStats(t *testing.T, p *fleetPod) podStats {
 		n, _ := val(`switchboard_sessions{app="` + app.id + `"}`)
 		st.sessions += n
 	}
-	if g, ok := val("go_goroutines"); ok {
-		st.goroutines = int(g)
-		st.memory, _ = val("go_memstats_heap_inuse_bytes")
-		st.lastGC, _ = val("go_memstats_last_gc_time_seconds")
-		return st
-	}
-	// TODO-REMOVE: `switchboard sfu` exports the process collector but no
-	// Go collector yet (sfu/metrics.go); until it does, the resident set
-	// stands in for the heap and goroutines go unmeasured.
-	rss, ok := val("process_resident_memory_bytes")
+	g, ok := val("go_goroutines")
 	if !ok {
-		t.Fatalf("%s's /metrics has neither go_goroutines nor process_resident_memory_bytes", p.name)
+		t.Fatalf("%s's /metrics has no go_goroutines", p.name)
 	}
-	st.memory, st.source = rss, "resident"
+	st.goroutines = int(g)
+	st.memory, _ = val("go_memstats_heap_inuse_bytes")
+	st.lastGC, _ = val("go_memstats_last_gc_time_seconds")
 	return st
 }
