@@ -4,18 +4,22 @@
 #   (b) session API: sessions/new + tracks/new with a real Chrome offer
 #   (c) forwarding micro-benchmarks with -benchmem (0 allocs per forwarded packet)
 #   (d) TURN relay (turn/internal/turnbench)
+#   (e) cross-pod relay: two SFU processes in one fleet, forwarding on the publisher's pod beside
+#       forwarding through the pod-to-pod relay (CPU per packet, latency), and the relay hop's
+#       micro-benchmark with -benchmem (0 allocs per relayed packet)
 # and print the figures. Everything runs on loopback. See docs/benchmarks.md.
 #
 # Environment:
-#   BENCH_ONLY=fanout,sessions,micro,turn   subset to run (default: all)
+#   BENCH_ONLY=fanout,sessions,micro,turn,relay   subset to run (default: all)
 #   BENCH_WINDOW=10s                        fan-out steady window per N
 #   BENCH_SUBSCRIBERS=1,10,100,300          fan-out levels
 #   BENCH_PROFILE=file                      perf profile of the SFU at the last level
 #   BENCH_SESSIONS_DURATION=15s             session API run time per concurrency
+#   BENCH_RELAY_SUBSCRIBERS=1,10,100        subscriber counts of the cross-pod comparison
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-only="${BENCH_ONLY:-fanout,sessions,micro,turn}"
+only="${BENCH_ONLY:-fanout,sessions,micro,turn,relay}"
 want() { [[ ",$only," == *",$1,"* ]]; }
 
 # Server on CPU 1, load generator on CPU 0, when taskset and two CPUs exist.
@@ -98,4 +102,26 @@ if want turn; then
 		servers=switchboard,coturn
 	fi
 	go run ./turn/internal/turnbench -servers "$servers" -clients 200 -rate 250 -duration 10s
+fi
+
+if want relay; then
+	echo
+	echo "== (e) cross-pod relay"
+	out=$(mktemp)
+	trap 'rm -f "$out"' EXIT
+	# Both SFU processes on the server CPU, as (a): the relay's cost is
+	# pod A's plus pod B's CPU.
+	"${gen[@]}" bin/sfubench relay -switchboard bin/switchboard -server-cpu "$server_cpu" \
+		-subscribers "${BENCH_RELAY_SUBSCRIBERS:-1,10,100}" -window "${BENCH_WINDOW:-10s}"
+	echo
+	echo "relay hop alone (sfu/relay, source down track -> frame -> loopback TCP -> destination track), -benchmem:"
+	go test -run 'TestRelayHopAllocatesNothingPerPacket' -bench 'BenchmarkRelayPacket' -benchmem -benchtime 50000x -v ./sfu/relay/ |
+		tee "$out" | grep -E '(ns/op|allocations per relayed packet|^ok|^FAIL|^--- )'
+	grep -q '^BenchmarkRelayPacket.*ns/op' "$out" || { echo "bench: no BenchmarkRelayPacket result" >&2; exit 1; }
+	if grep '^BenchmarkRelayPacket.*ns/op' "$out" | grep -v ' 0 allocs/op'; then
+		echo "bench: the relay hop allocates (see above)" >&2
+		exit 1
+	fi
+	grep -q -- '--- PASS: TestRelayHopAllocatesNothingPerPacket' "$out" || { echo "bench: relay allocation test failed" >&2; exit 1; }
+	echo "relay hop: 0 allocs/op"
 fi

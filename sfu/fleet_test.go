@@ -23,7 +23,9 @@ const fleetToken = "fleet-token-for-tests-0123456789"
 
 // newFleet starts n SFU servers in this process, each with its own UDP
 // port and HTTP listener on 127.0.0.1, that know each other from a static
-// peer list. Pod i has ordinal i.
+// peer list. Pod i has ordinal i. Placement by load is off (no peer
+// polling): these tests put each session on the pod they call, and
+// sfu/placement_test.go tests placement.
 func newFleet(t *testing.T, n int, fakeClock bool) []*env {
 	t.Helper()
 	lns := make([]net.Listener, n)
@@ -42,7 +44,7 @@ func newFleet(t *testing.T, n int, fakeClock bool) []*env {
 		cfg.Fleet = &config.Fleet{Token: fleetToken, Peers: peers}
 		e := &env{t: t}
 		opts := sfu.Options{Config: cfg, UDPAddr: "127.0.0.1:0", AdvertiseIPs: []string{"127.0.0.1"},
-			Logger: testLogger(), PodOrdinal: i}
+			Logger: testLogger(), PodOrdinal: i, PlacementPoll: -1}
 		if fakeClock {
 			e.clock = clock.NewFake(time.Date(2026, 11, 23, 20, 0, 0, 0, time.UTC))
 			opts.Clock = e.clock
@@ -144,6 +146,12 @@ func TestCallForSessionOnAnotherPodAnswersAsOwner(t *testing.T) {
 	pods := newFleet(t, 2, false)
 	a, b := pods[0], pods[1]
 	_, pubSID := publish(t, a, appA, secretA, "cam")
+	// Both tracks active first, so GET session cannot change between the
+	// call to the owner and the call through the other pod.
+	waitFor(t, 10*time.Second, "publisher's tracks active", func() bool {
+		st := a.state(appA, secretA, pubSID)
+		return trackStatus(st, "local", "0") == session.StatusActive && trackStatus(st, "local", "1") == session.StatusActive
+	})
 	pa := apiPath(appA, pubSID, "")
 	goneOnA := fleet.NewSessionID(0) // well-formed, owned by A, never created
 	cases := []struct {

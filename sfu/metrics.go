@@ -19,8 +19,9 @@ const (
 	MetricDraining = "switchboard_draining"
 )
 
-// registerForwardMetrics adds the forwarding counter and the process
-// collector (process_cpu_seconds_total and friends) to reg. The counter is
+// registerForwardMetrics adds the forwarding counter, the process
+// collector (process_cpu_seconds_total and friends) and the Go runtime
+// collector (go_goroutines, go_memstats_*) to reg. The counter is
 // read at scrape time from sfu/forward, which adds to it once per ingested
 // packet; nothing is allocated or labelled per packet. reg is the server's
 // own new registry, so a name clash is a programming error every test
@@ -30,5 +31,5 @@ func registerForwardMetrics(reg *prometheus.Registry) {
 		Name: MetricForwardedPackets,
 		Help: "RTP packets written to subscribers by this pod (first sends and retransmissions).",
 	}, func() float64 { return float64(forward.ForwardedPackets()) })
-	reg.MustRegister(forwarded, collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(forwarded, collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())
 }

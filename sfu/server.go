@@ -166,6 +166,7 @@ func New(o Options) (*Server, error) {
 	s.sessions = session.NewManager(session.Config{
 		Transport: tr, Clock: o.Clock, Logger: log, Limits: s.apps.Limits,
 		NewSessionID: newID, SweepEvery: o.SweepEvery, OnRemoteAddr: onRemote, RemoteTrack: s.remoteTrack,
+		RemoteDataChannel: s.remoteDataChannel,
 	})
 	s.handler = api.New(api.Options{Apps: s.apps, Sessions: s.sessions, Clock: o.Clock, Logger: log,
 		MaxBodyBytes: o.MaxBodyBytes, MaxSDPBytes: o.MaxSDPBytes,

@@ -23,7 +23,7 @@ import (
 
 // Defaults of ClientOptions.
 const (
-	DefaultDialTimeout = 5 * time.Second
+	DefaultDialTimeout = 8 * time.Second
 	// DefaultUnusedGrace is how long a relay with no local subscriber is
 	// kept (a subscriber may re-pull at once after tracks/close).
 	DefaultUnusedGrace = 10 * time.Second
@@ -63,9 +63,12 @@ type Client struct {
 	mu     sync.Mutex
 	relays map[key]*Relay
 	dials  map[key]*dial
-	closed bool
-	wg     sync.WaitGroup
-	stop   chan struct{}
+	// chans and chanDials are the DataChannel relays (channel.go).
+	chans     map[key]*Channel
+	chanDials map[key]*chanDial
+	closed    bool
+	wg        sync.WaitGroup
+	stop      chan struct{}
 }
 
 type key struct{ app, sid, name string }
@@ -91,7 +94,8 @@ func NewClient(o ClientOptions) *Client {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	c := &Client{o: o, log: o.Logger, relays: map[key]*Relay{}, dials: map[key]*dial{}, stop: make(chan struct{})}
+	c := &Client{o: o, log: o.Logger, relays: map[key]*Relay{}, dials: map[key]*dial{},
+		chans: map[key]*Channel{}, chanDials: map[key]*chanDial{}, stop: make(chan struct{})}
 	every := o.SweepEvery
 	if every == 0 {
 		every = time.Second
@@ -179,48 +183,19 @@ func (c *Client) Track(ctx context.Context, addr, app, sid, name string) (*forwa
 
 // open dials the source pod and reads the hello.
 func (c *Client) open(ctx context.Context, addr string, k key) (*Relay, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.o.DialTimeout)
-	defer cancel()
-	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("relay %s/%s from %s: %w", k.sid, k.name, addr, err)
-	}
-	deadline, _ := ctx.Deadline()
-	_ = conn.SetDeadline(deadline)
 	path := c.o.Prefix + url.PathEscape(k.app) + "/" + url.PathEscape(k.sid) + "/" + url.PathEscape(k.name)
-	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
-	req.Header.Set("Connection", "Upgrade")
-	req.Header.Set("Upgrade", Upgrade)
-	req.Header.Set(c.o.TokenHeader, c.o.Token())
-	if err := req.Write(conn); err != nil {
-		_ = conn.Close()
-		return nil, fmt.Errorf("relay %s/%s from %s: %w", k.sid, k.name, addr, err)
-	}
-	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, req)
+	conn, br, p, err := c.handshake(ctx, addr, path)
 	if err != nil {
-		_ = conn.Close()
-		return nil, fmt.Errorf("relay %s/%s from %s: %w", k.sid, k.name, addr, err)
-	}
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		_ = resp.Body.Close()
-		_ = conn.Close()
-		if resp.StatusCode == http.StatusNotFound {
-			return nil, ErrNotFound
+		if errors.Is(err, ErrNotFound) {
+			return nil, err
 		}
-		return nil, fmt.Errorf("relay %s/%s from %s: status %d", k.sid, k.name, addr, resp.StatusCode)
-	}
-	typ, _, p, err := readFrame(br, nil)
-	if err != nil || typ != frameHello {
-		_ = conn.Close()
-		return nil, fmt.Errorf("relay %s/%s from %s: no hello: %v", k.sid, k.name, addr, err)
+		return nil, fmt.Errorf("relay %s/%s from %s: %w", k.sid, k.name, addr, err)
 	}
 	var h hello
 	if err := json.Unmarshal(p, &h); err != nil || h.Codec.MimeType == "" {
 		_ = conn.Close()
 		return nil, fmt.Errorf("relay %s/%s from %s: bad hello: %v", k.sid, k.name, addr, err)
 	}
-	_ = conn.SetDeadline(time.Time{})
 	kind := webrtc.NewRTPCodecType(h.Kind)
 	if kind == 0 {
 		kind = webrtc.RTPCodecTypeVideo
@@ -241,6 +216,72 @@ func (c *Client) open(ctx context.Context, addr string, k key) (*Relay, error) {
 	return r, nil
 }
 
+// handshake dials addr, upgrades GET path to a relay stream with the
+// fleet token and reads the hello frame; the stream's deadline is cleared.
+func (c *Client) handshake(ctx context.Context, addr, path string) (net.Conn, *bufio.Reader, []byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.o.DialTimeout)
+	defer cancel()
+	conn, err := dialRetrying(ctx, addr)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	deadline, _ := ctx.Deadline()
+	_ = conn.SetDeadline(deadline)
+	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", Upgrade)
+	req.Header.Set(c.o.TokenHeader, c.o.Token())
+	if err := req.Write(conn); err != nil {
+		_ = conn.Close()
+		return nil, nil, nil, err
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, req)
+	if err != nil {
+		_ = conn.Close()
+		return nil, nil, nil, err
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		_ = resp.Body.Close()
+		_ = conn.Close()
+		if resp.StatusCode == http.StatusNotFound {
+			return nil, nil, nil, ErrNotFound
+		}
+		return nil, nil, nil, fmt.Errorf("status %d", resp.StatusCode)
+	}
+	typ, _, p, err := readFrame(br, nil)
+	if err != nil || typ != frameHello {
+		_ = conn.Close()
+		return nil, nil, nil, fmt.Errorf("no hello: %v", err)
+	}
+	_ = conn.SetDeadline(time.Time{})
+	return conn, br, p, nil
+}
+
+// dialRetrying dials addr until it connects or ctx ends. A peer's name can
+// be missing from cluster DNS for a few seconds after the peer turned
+// ready (the headless Service's records lag, and resolvers cache the
+// negative answer for their TTL, 5 s with CoreDNS's defaults), and a
+// restarting peer refuses connections for a moment; one failed dial must
+// not fail a pull that a retry a second later would serve.
+func dialRetrying(ctx context.Context, addr string) (net.Conn, error) {
+	wait := 50 * time.Millisecond
+	for {
+		conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+		if err == nil {
+			return conn, nil
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		case <-t.C:
+		}
+		wait = min(2*wait, time.Second)
+	}
+}
+
 // Relays returns how many relay streams this pod receives.
 func (c *Client) Relays() int {
 	c.mu.Lock()
@@ -252,6 +293,7 @@ func (c *Client) Relays() int {
 // relays no local subscriber used for the unused grace.
 func (c *Client) Sweep() {
 	now := c.o.Now()
+	c.sweepChannels(now)
 	c.mu.Lock()
 	var all []*Relay
 	for _, r := range c.relays {
@@ -296,9 +338,16 @@ func (c *Client) Close() {
 	for _, r := range c.relays {
 		all = append(all, r)
 	}
+	var chans []*Channel
+	for _, ch := range c.chans {
+		chans = append(chans, ch)
+	}
 	c.mu.Unlock()
 	for _, r := range all {
 		r.close()
+	}
+	for _, ch := range chans {
+		ch.close()
 	}
 	c.wg.Wait()
 }

@@ -11,6 +11,14 @@
 // layer list updates and an end marker from source to destination;
 // keyframe requests per layer from destination to source.
 //
+// DataChannel relay streams (channel.go) work the same way for one
+// published DataChannel: GET {prefix}{app}/{session}/datachannels/{name},
+// a JSON hello with the channel's delivery policy, then message frames
+// (fragmented past one frame) and an end marker. One stream per (channel,
+// destination pod); the destination fans messages out to its local
+// subscriptions through Channel.Subscribe. The canReply grant and the
+// holder's replies travel back on the same stream.
+//
 // It owns relay streams on both sides and their goroutines. It imports
 // sfu/forward and Pion types only; never sfu/session, sfu/api or
 // Kubernetes packages. Relay bytes are not client egress and are never

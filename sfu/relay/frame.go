@@ -19,6 +19,9 @@ const (
 	frameLayers   byte = 3 // source → destination: JSON list of rids
 	frameEnd      byte = 4 // source → destination: the publication ended
 	frameKeyframe byte = 5 // destination → source: keyframe request for a layer
+	frameMessage  byte = 6 // a DataChannel message (fragment); destination → source: a reply
+	frameGrant    byte = 7 // destination → source: take (layer 1) or give back (0) canReply
+	frameLost     byte = 8 // source → destination: the stream lost canReply to another subscriber
 )
 
 // allLayers in a keyframe frame asks every layer.
@@ -53,12 +56,17 @@ func putHeader(b []byte, typ, layer byte, n int) {
 }
 
 // readFrame reads one frame into buf (grown as needed) and returns its
-// type, layer and payload.
+// type, layer and payload. The header is read into buf too: a local array
+// would escape through io.Reader and cost an allocation per frame.
 func readFrame(r io.Reader, buf []byte) (typ, layer byte, payload []byte, err error) {
-	var h [headerLen]byte
-	if _, err = io.ReadFull(r, h[:]); err != nil {
+	if cap(buf) < headerLen {
+		buf = make([]byte, 0, 1500)
+	}
+	h := buf[:headerLen]
+	if _, err = io.ReadFull(r, h); err != nil {
 		return 0, 0, nil, err
 	}
+	typ, layer = h[0], h[1]
 	n := int(binary.BigEndian.Uint16(h[2:4]))
 	if n > maxFrameLen {
 		return 0, 0, nil, fmt.Errorf("%w: %d bytes", errFrame, n)
@@ -70,5 +78,5 @@ func readFrame(r io.Reader, buf []byte) (typ, layer byte, payload []byte, err er
 	if _, err = io.ReadFull(r, buf); err != nil {
 		return 0, 0, nil, err
 	}
-	return h[0], h[1], buf, nil
+	return typ, layer, buf, nil
 }

@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -110,6 +113,7 @@ type pod struct {
 	now    atomic.Int64
 	mu     sync.Mutex
 	tracks map[string]*forward.Track
+	chans  map[string]*fakeChannel
 }
 
 func newPod(t *testing.T) *pod {
@@ -126,6 +130,7 @@ func newPod(t *testing.T) *pod {
 	}, nil)
 	mux := http.NewServeMux()
 	mux.Handle("GET "+prefix+"{appId}/{sessionId}/{trackName}", p.srv)
+	mux.Handle("GET "+prefix+"{appId}/{sessionId}/datachannels/{name}", p.srv.ChannelHandler(p.lookupChannel))
 	// Short server timeouts, as the API server has (30 s there): they must
 	// not end a relay stream.
 	p.http = httptest.NewUnstartedServer(mux)
@@ -205,9 +210,10 @@ func TestRelayCarriesPacketsInOrderAndKeyframeRequestsBack(t *testing.T) {
 			t.Fatalf("packet %d carries counter %d after starting at %d: reordered or lost", i, c, sub1.seen[0])
 		}
 	}
+	ssrc := sub1.ssrc
 	sub1.mu.Unlock()
-	if sub1.ssrc != 4242 {
-		t.Fatalf("subscriber's SSRC %d, want its own 4242", sub1.ssrc)
+	if ssrc != 4242 {
+		t.Fatalf("subscriber's SSRC %d, want its own 4242", ssrc)
 	}
 	if a.srv.Streams() != 1 {
 		t.Fatalf("source sends %d streams, want 1", a.srv.Streams())
@@ -293,68 +299,127 @@ func TestRelayWithoutSubscribersOrPacketsIsClosedBySweep(t *testing.T) {
 	waitFor(t, "relay gone", func() bool { return b.client.Relays() == 0 && a.srv.Streams() == 0 })
 }
 
+// rig is a publication on pod A relayed to one subscriber's down track on
+// pod B over loopback TCP, both pods in this process.
+type rig struct {
+	src          *forward.Track
+	idx          int
+	pkts         [][]byte
+	got, latency atomic.Int64
+}
+
+func newRig(tb testing.TB) *rig {
+	tb.Helper()
+	r := &rig{}
+	r.src = forward.NewTrack(forward.TrackConfig{ID: "mic", Kind: webrtc.RTPCodecTypeAudio, Codec: opus})
+	r.idx = r.src.EnsureLayer("")
+	srv := relay.NewServer(func(_, _, _ string) (*forward.Track, error) { return r.src, nil }, nil)
+	mux := http.NewServeMux()
+	mux.Handle("GET "+prefix+"{appId}/{sessionId}/{trackName}", srv)
+	hs := httptest.NewServer(mux)
+	cl := relay.NewClient(relay.ClientOptions{Token: func() string { return "tok" }, TokenHeader: tokenHeader, Prefix: prefix, SweepEvery: -1})
+	tb.Cleanup(func() {
+		cl.Close()
+		srv.Close()
+		hs.Close()
+		r.src.Close()
+	})
+	tr, err := cl.Track(context.Background(), strings.TrimPrefix(hs.URL, "http://"), "app", "sid", "mic")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	w := &timedWriter{got: &r.got, latency: &r.latency}
+	d := forward.NewDownTrack("sub", "sub", webrtc.RTPCodecTypeAudio, opus)
+	if _, err := d.Bind(bindCtx{w: w}); err != nil {
+		tb.Fatal(err)
+	}
+	if err := d.SetSource(tr); err != nil {
+		tb.Fatal(err)
+	}
+	r.pkts = make([][]byte, 1024)
+	for i := range r.pkts {
+		r.pkts[i] = packet(uint32(i))
+	}
+	// Warm up until the relay carries packets, then let them drain.
+	for n := 0; r.got.Load() == 0; n++ {
+		r.src.Ingest(r.idx, stamp(r.pkts[n%len(r.pkts)]))
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(time.Second)
+	r.got.Store(0)
+	r.latency.Store(0)
+	return r
+}
+
+// send ingests packet i at the publication, staying well under the
+// relay's queue bounds as media pacing does.
+func (r *rig) send(i int) {
+	r.src.Ingest(r.idx, stamp(r.pkts[i%len(r.pkts)]))
+	if i%64 == 63 {
+		for r.got.Load() < int64(i)-128 {
+			time.Sleep(20 * time.Microsecond)
+		}
+	}
+}
+
+// drain waits until n packets arrived (or 5 s passed).
+func (r *rig) drain(n int) {
+	for deadline := time.Now().Add(5 * time.Second); r.got.Load() < int64(n) && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // BenchmarkRelayPacket measures one audio packet from a publication on
 // pod A to a subscriber's down track on pod B through the relay (loopback
 // TCP), and the added latency.
 func BenchmarkRelayPacket(b *testing.B) {
-	src := forward.NewTrack(forward.TrackConfig{ID: "mic", Kind: webrtc.RTPCodecTypeAudio, Codec: opus})
-	idx := src.EnsureLayer("")
-	srv := relay.NewServer(func(_, _, _ string) (*forward.Track, error) { return src, nil }, nil)
-	mux := http.NewServeMux()
-	mux.Handle("GET "+prefix+"{appId}/{sessionId}/{trackName}", srv)
-	hs := httptest.NewServer(mux)
-	defer hs.Close()
-	defer srv.Close()
-	cl := relay.NewClient(relay.ClientOptions{Token: func() string { return "tok" }, TokenHeader: tokenHeader, Prefix: prefix, SweepEvery: -1})
-	defer cl.Close()
-	tr, err := cl.Track(context.Background(), strings.TrimPrefix(hs.URL, "http://"), "app", "sid", "mic")
-	if err != nil {
-		b.Fatal(err)
-	}
-	var got atomic.Int64
-	var latency atomic.Int64
-	w := &timedWriter{got: &got, latency: &latency}
-	d := forward.NewDownTrack("sub", "sub", webrtc.RTPCodecTypeAudio, opus)
-	if _, err := d.Bind(bindCtx{w: w}); err != nil {
-		b.Fatal(err)
-	}
-	if err := d.SetSource(tr); err != nil {
-		b.Fatal(err)
-	}
-	pkts := make([][]byte, 1024)
-	for i := range pkts {
-		pkts[i] = packet(uint32(i))
-	}
-	// Warm up until the relay carries packets.
-	for n := 0; got.Load() == 0; n++ {
-		src.Ingest(idx, stamp(pkts[n%len(pkts)]))
-		time.Sleep(time.Millisecond)
-	}
-	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); {
-		time.Sleep(10 * time.Millisecond) // let warm-up packets drain
-	}
-	got.Store(0)
-	latency.Store(0)
+	r := newRig(b)
 	cpu0 := cpuTime()
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		src.Ingest(idx, stamp(pkts[i%len(pkts)]))
-		// Stay well under the relay's queue bounds, as media pacing does.
-		if i%64 == 63 {
-			for got.Load() < int64(i)-128 {
-				time.Sleep(20 * time.Microsecond)
-			}
-		}
+		r.send(i)
 	}
-	for deadline := time.Now().Add(5 * time.Second); got.Load() < int64(b.N) && time.Now().Before(deadline); {
-		time.Sleep(time.Millisecond)
-	}
+	r.drain(b.N)
 	b.StopTimer()
-	if n := got.Load(); n > 0 {
-		b.ReportMetric(float64(latency.Load())/float64(n)/1e3, "µs-latency")
+	if n := r.got.Load(); n > 0 {
+		b.ReportMetric(float64(r.latency.Load())/float64(n)/1e3, "µs-latency")
 		b.ReportMetric(float64(cpuTime()-cpu0)/float64(n), "cpu-ns/pkt")
 		b.ReportMetric(float64(int64(b.N)-n), "lost")
+	}
+}
+
+// TestRelayHopAllocatesNothingPerPacket counts the process's heap
+// allocations while 20,000 packets cross the relay: both pods' per-packet
+// paths (source down track, frame queue, socket, destination queue, track)
+// must reuse their buffers. A pooled buffer may be refilled after a GC, so
+// the bound is 1 allocation per 20 packets, far below the 1 per packet
+// any per-packet allocation would cost.
+func TestRelayHopAllocatesNothingPerPacket(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector makes sync.Pool drop buffers at random; run without -race")
+	}
+	r := newRig(t)
+	const n = 20000
+	for i := 0; i < 2000; i++ { // fill the buffer pools
+		r.send(i)
+	}
+	r.drain(2000)
+	r.got.Store(0)
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	for i := 0; i < n; i++ {
+		r.send(i)
+	}
+	r.drain(n)
+	runtime.ReadMemStats(&m1)
+	if got := r.got.Load(); got != n {
+		t.Fatalf("%d of %d packets relayed", got, n)
+	}
+	per := float64(m1.Mallocs-m0.Mallocs) / n
+	t.Logf("%.4f allocations per relayed packet (%d in all)", per, m1.Mallocs-m0.Mallocs)
+	if per > 0.05 {
+		t.Fatalf("%.3f allocations per relayed packet, want 0 (at most 0.05 for pool refills)", per)
 	}
 }
 
@@ -382,3 +447,305 @@ func (w *timedWriter) WriteRTP(_ *rtp.Header, p []byte) (int, error) {
 	return len(p), nil
 }
 func (w *timedWriter) Write(b []byte) (int, error) { return len(b), nil }
+
+// fakeChannel is a published DataChannel on a test pod.
+type fakeChannel struct {
+	mu      sync.Mutex
+	taps    map[int]func(bool, []byte)
+	lost    map[int]func()
+	holder  int // tap holding canReply; 0: none, -1: a local subscriber
+	replies []string
+	next    int
+	ended   chan struct{}
+}
+
+func (p *pod) publishChannel(name string) *fakeChannel {
+	fc := &fakeChannel{taps: map[int]func(bool, []byte){}, lost: map[int]func(){}, ended: make(chan struct{})}
+	p.mu.Lock()
+	if p.chans == nil {
+		p.chans = map[string]*fakeChannel{}
+	}
+	p.chans["app/sid/"+name] = fc
+	p.mu.Unlock()
+	return fc
+}
+
+func (p *pod) lookupChannel(app, sid, name string) (relay.ChannelOptions, relay.TapFunc, error) {
+	p.mu.Lock()
+	fc := p.chans[app+"/"+sid+"/"+name]
+	p.mu.Unlock()
+	if fc == nil {
+		return relay.ChannelOptions{}, nil, errors.New("no such channel")
+	}
+	three := uint16(3)
+	return relay.ChannelOptions{Ordered: false, MaxRetransmits: &three}, func(deliver func(bool, []byte), lost func()) (*relay.Tap, error) {
+		fc.mu.Lock()
+		defer fc.mu.Unlock()
+		fc.next++
+		id := fc.next
+		fc.taps[id] = deliver
+		fc.lost[id] = lost
+		return &relay.Tap{
+			Cancel: func() { fc.mu.Lock(); delete(fc.taps, id); fc.mu.Unlock() },
+			Done:   fc.ended,
+			Grant:  func(hold bool) { fc.grant(id, hold) },
+			Reply: func(isString bool, data []byte) {
+				fc.mu.Lock()
+				if fc.holder == id {
+					fc.replies = append(fc.replies, fmt.Sprintf("%v:%s", isString, data))
+				}
+				fc.mu.Unlock()
+			},
+		}, nil
+	}, nil
+}
+
+// grant moves canReply to id (or releases it), telling a tap that loses it.
+func (fc *fakeChannel) grant(id int, hold bool) {
+	fc.mu.Lock()
+	var lost func()
+	switch {
+	case hold && fc.holder != id:
+		lost = fc.lost[fc.holder]
+		fc.holder = id
+	case !hold && fc.holder == id:
+		fc.holder = 0
+	}
+	fc.mu.Unlock()
+	if lost != nil {
+		lost()
+	}
+}
+
+func (fc *fakeChannel) state() (holder int, replies []string) {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	return fc.holder, append([]string(nil), fc.replies...)
+}
+
+// send delivers one message to every tap, as the publisher's channel does.
+func (fc *fakeChannel) send(isString bool, data []byte) {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	for _, d := range fc.taps {
+		d(isString, data)
+	}
+}
+
+func (fc *fakeChannel) tapCount() int {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	return len(fc.taps)
+}
+
+type msgLog struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (l *msgLog) deliver(isString bool, data []byte) {
+	kind := "bin:"
+	if isString {
+		kind = "str:"
+	}
+	l.mu.Lock()
+	l.msgs = append(l.msgs, kind+string(data))
+	l.mu.Unlock()
+}
+
+func (l *msgLog) all() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.msgs...)
+}
+
+func TestChannelRelayFansOutMessagesInOrderAndEndsWithThePublication(t *testing.T) {
+	a, b := newPod(t), newPod(t)
+	fc := a.publishChannel("chat")
+	ctx := context.Background()
+	ch1, err := b.client.Channel(ctx, a.addr(), "app", "sid", "chat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch2, err := b.client.Channel(ctx, a.addr(), "app", "sid", "chat")
+	if err != nil || ch2 != ch1 || b.client.Channels() != 1 {
+		t.Fatalf("second subscription must share the stream: %v, same=%v, channels=%d", err, ch2 == ch1, b.client.Channels())
+	}
+	if o := ch1.Options(); o.Ordered || o.MaxRetransmits == nil || *o.MaxRetransmits != 3 {
+		t.Fatalf("relayed options %+v, want the publisher's (unordered, 3 retransmits)", o)
+	}
+	var l1, l2 msgLog
+	sub1 := ch1.Subscribe(l1.deliver, nil)
+	ch1.Subscribe(l2.deliver, nil)
+	waitFor(t, "tap on the source pod", func() bool { return fc.tapCount() == 1 })
+
+	big := make([]byte, 100_000) // several frames
+	for i := range big {
+		big[i] = byte(i * 7)
+	}
+	var want []string
+	for i := 0; i < 200; i++ {
+		m := fmt.Sprintf("message %d", i)
+		fc.send(i%2 == 0, []byte(m))
+		if i%2 == 0 {
+			want = append(want, "str:"+m)
+		} else {
+			want = append(want, "bin:"+m)
+		}
+		if i == 100 {
+			fc.send(false, big)
+			want = append(want, "bin:"+string(big))
+		}
+	}
+	fc.send(true, nil) // an empty message stays a message
+	want = append(want, "str:")
+	for i, l := range []*msgLog{&l1, &l2} {
+		waitFor(t, "every message at both subscribers", func() bool { return len(l.all()) >= len(want) })
+		if got := l.all(); !slices.Equal(got, want) {
+			t.Fatalf("subscriber %d got %d messages, first difference at %d", i, len(got), firstDiff(got, want))
+		}
+	}
+	if a.srv.ChannelStreams() != 1 {
+		t.Fatalf("source sends %d channel streams, want 1", a.srv.ChannelStreams())
+	}
+
+	// One subscriber leaves: the other still receives.
+	sub1.Cancel()
+	fc.send(true, []byte("after"))
+	waitFor(t, "message after one left", func() bool { return slices.Contains(l2.all(), "str:after") })
+	if slices.Contains(l1.all(), "str:after") {
+		t.Fatal("a cancelled subscription still receives")
+	}
+
+	// The publication ends: the stream closes on both pods.
+	close(fc.ended)
+	select {
+	case <-ch1.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("channel not done after the publication ended")
+	}
+	waitFor(t, "channel relay gone on both pods", func() bool {
+		return b.client.Channels() == 0 && a.srv.ChannelStreams() == 0 && fc.tapCount() == 0
+	})
+}
+
+func firstDiff(a, b []string) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}
+
+func TestChannelRelayEndsWhenSourcePodCloses(t *testing.T) {
+	a, b := newPod(t), newPod(t)
+	fc := a.publishChannel("chat")
+	ch, err := b.client.Channel(context.Background(), a.addr(), "app", "sid", "chat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch.Subscribe(func(bool, []byte) {}, nil)
+	waitFor(t, "tap on the source pod", func() bool { return fc.tapCount() == 1 })
+	a.srv.Close()
+	select {
+	case <-ch.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("channel not done after the source pod closed")
+	}
+	waitFor(t, "relay gone", func() bool { return b.client.Channels() == 0 && fc.tapCount() == 0 })
+	if _, err := b.client.Channel(context.Background(), a.addr(), "app", "sid", "missing"); err == nil {
+		t.Fatal("channel from a closed pod opened")
+	}
+}
+
+func TestChannelRelayOfUnknownChannelIsNotFound(t *testing.T) {
+	a, b := newPod(t), newPod(t)
+	a.publishChannel("chat")
+	if _, err := b.client.Channel(context.Background(), a.addr(), "app", "sid", "nope"); !errors.Is(err, relay.ErrNotFound) {
+		t.Fatalf("err = %v, want ErrNotFound", err)
+	}
+	if _, err := b.client.Channel(context.Background(), a.addr(), "app", "other", "chat"); !errors.Is(err, relay.ErrNotFound) {
+		t.Fatalf("other session: err = %v, want ErrNotFound", err)
+	}
+}
+
+func TestUnusedChannelRelayIsClosedBySweep(t *testing.T) {
+	a, b := newPod(t), newPod(t)
+	fc := a.publishChannel("chat")
+	ch, err := b.client.Channel(context.Background(), a.addr(), "app", "sid", "chat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := ch.Subscribe(func(bool, []byte) {}, nil)
+	// Silence is normal for a DataChannel: a subscribed channel survives
+	// any time without messages.
+	b.now.Add(int64(time.Hour))
+	b.client.Sweep()
+	if b.client.Channels() != 1 {
+		t.Fatal("a subscribed, silent channel relay was closed")
+	}
+	sub.Cancel()
+	b.client.Sweep()
+	if b.client.Channels() != 1 {
+		t.Fatal("closed at once when its last subscriber left (a re-subscribe should reuse it)")
+	}
+	b.now.Add(int64(relay.DefaultUnusedGrace + time.Second))
+	b.client.Sweep()
+	select {
+	case <-ch.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("unused channel relay still open after the grace")
+	}
+	waitFor(t, "relay gone on both pods", func() bool { return b.client.Channels() == 0 && fc.tapCount() == 0 })
+}
+
+func TestChannelRelayCarriesTheReplyGrantAndRepliesBack(t *testing.T) {
+	a, b := newPod(t), newPod(t)
+	fc := a.publishChannel("chat")
+	ch, err := b.client.Channel(context.Background(), a.addr(), "app", "sid", "chat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lost1, lost2 atomic.Int64
+	sub1 := ch.Subscribe(func(bool, []byte) {}, func() { lost1.Add(1) })
+	sub2 := ch.Subscribe(func(bool, []byte) {}, func() { lost2.Add(1) })
+	waitFor(t, "tap on the source pod", func() bool { return fc.tapCount() == 1 })
+
+	// Without the grant, replies are not sent.
+	sub1.Reply(true, []byte("too early"))
+	sub1.Grant(true)
+	waitFor(t, "the stream holds the grant on the source pod", func() bool { h, _ := fc.state(); return h == 1 })
+	sub1.Reply(true, []byte("hello publisher"))
+	big := strings.Repeat("r", 40_000) // fragmented
+	sub1.Reply(false, []byte(big))
+	sub2.Reply(true, []byte("not the holder"))
+	waitFor(t, "replies at the publisher", func() bool { _, r := fc.state(); return len(r) >= 2 })
+	if _, r := fc.state(); !slices.Equal(r, []string{"true:hello publisher", "false:" + big}) {
+		t.Fatalf("publisher got %d replies, want exactly the holder's two in order", len(r))
+	}
+
+	// Another subscription on B takes the grant: the first one loses it.
+	sub2.Grant(true)
+	if lost1.Load() != 1 {
+		t.Fatalf("first holder told %d times that it lost the grant, want 1", lost1.Load())
+	}
+	sub1.Reply(true, []byte("after losing it"))
+	sub2.Reply(true, []byte("from the new holder"))
+	waitFor(t, "new holder's reply", func() bool { _, r := fc.state(); return len(r) >= 3 })
+
+	// A subscriber on the source pod takes it: B's holder is told.
+	fc.grant(-1, true)
+	waitFor(t, "B's holder told it lost the grant", func() bool { return lost2.Load() == 1 })
+	sub2.Reply(true, []byte("after the source took it"))
+	time.Sleep(100 * time.Millisecond)
+	if _, r := fc.state(); len(r) != 3 || r[2] != "true:from the new holder" {
+		t.Fatalf("replies %q: a subscriber without the grant reached the publisher", r)
+	}
+
+	// Taking it back and leaving gives it back on the source pod.
+	sub2.Grant(true)
+	waitFor(t, "grant back on the stream", func() bool { h, _ := fc.state(); return h == 1 })
+	sub2.Cancel()
+	waitFor(t, "grant released when its holder left", func() bool { h, _ := fc.state(); return h == 0 })
+}

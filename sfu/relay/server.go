@@ -42,7 +42,7 @@ type Server struct {
 	log    *slog.Logger
 
 	mu      sync.Mutex
-	streams map[*source]struct{}
+	streams map[any]*sender // *source or *chanSource
 	closed  bool
 	wg      sync.WaitGroup
 }
@@ -52,14 +52,32 @@ func NewServer(lookup LookupFunc, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Server{lookup: lookup, log: log, streams: map[*source]struct{}{}}
+	return &Server{lookup: lookup, log: log, streams: map[any]*sender{}}
 }
 
-// Streams returns how many relay streams this pod is sending.
+// Streams returns how many track relay streams this pod is sending.
 func (s *Server) Streams() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.streams)
+	return s.countLocked()
+}
+
+// ChannelStreams returns how many DataChannel relay streams this pod is
+// sending.
+func (s *Server) ChannelStreams() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.streams) - s.countLocked()
+}
+
+func (s *Server) countLocked() int {
+	n := 0
+	for k := range s.streams {
+		if _, ok := k.(*source); ok {
+			n++
+		}
+	}
+	return n
 }
 
 // ServeHTTP upgrades GET {prefix}{appId}/{sessionId}/{trackName} to a relay
@@ -75,49 +93,72 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "track not found", http.StatusNotFound)
 		return
 	}
+	conn, br, ok := s.upgrade(w)
+	if !ok {
+		return
+	}
+	st := &source{sender: newSender(conn), srv: s, br: br, src: src,
+		log: s.log.With("relay", sid+"/"+name, "peer", conn.RemoteAddr().String())}
+	if !s.add(st, &st.sender) {
+		return
+	}
+	go st.run()
+}
+
+// upgrade hijacks the request's connection and answers 101.
+func (s *Server) upgrade(w http.ResponseWriter) (net.Conn, *bufio.Reader, bool) {
 	s.mu.Lock()
 	closed := s.closed
 	s.mu.Unlock()
 	if closed {
 		http.Error(w, "shutting down", http.StatusServiceUnavailable)
-		return
+		return nil, nil, false
 	}
 	conn, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		http.Error(w, "cannot upgrade", http.StatusInternalServerError)
-		return
+		return nil, nil, false
 	}
 	// The API server's read and write timeouts must not end a stream
 	// (net/http clears them on hijack too).
 	_ = conn.SetDeadline(time.Time{})
 	if _, err := brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: " + Upgrade + "\r\n\r\n"); err != nil {
 		_ = conn.Close()
-		return
+		return nil, nil, false
 	}
 	if err := brw.Flush(); err != nil {
 		_ = conn.Close()
-		return
+		return nil, nil, false
 	}
-	st := &source{srv: s, conn: conn, br: brw.Reader, src: src, out: make(chan *[]byte, outQueue), done: make(chan struct{}),
-		log: s.log.With("relay", sid+"/"+name, "peer", conn.RemoteAddr().String())}
+	return conn, brw.Reader, true
+}
+
+// add registers a started stream (key: *source or *chanSource); false if
+// the server closed meanwhile (the connection is then closed).
+func (s *Server) add(key any, snd *sender) bool {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.closed {
-		s.mu.Unlock()
-		_ = conn.Close()
-		return
+		_ = snd.conn.Close()
+		return false
 	}
-	s.streams[st] = struct{}{}
+	s.streams[key] = snd
 	s.wg.Add(1)
+	return true
+}
+
+func (s *Server) remove(key any) {
+	s.mu.Lock()
+	delete(s.streams, key)
 	s.mu.Unlock()
-	go st.run()
 }
 
 // Close ends every stream and waits for them.
 func (s *Server) Close() {
 	s.mu.Lock()
 	s.closed = true
-	var all []*source
-	for st := range s.streams {
+	var all []*sender
+	for _, st := range s.streams {
 		all = append(all, st)
 	}
 	s.mu.Unlock()
@@ -130,20 +171,29 @@ func (s *Server) Close() {
 // source is one outgoing relay stream: one forward.DownTrack per layer of
 // the publication, each pinned to its layer, writing frames to out.
 type source struct {
-	srv  *Server
-	conn net.Conn
-	br   *bufio.Reader
-	src  *forward.Track
-	out  chan *[]byte
-	log  *slog.Logger
-
-	once sync.Once
-	done chan struct{}
+	sender
+	srv *Server
+	br  *bufio.Reader
+	src *forward.Track
+	log *slog.Logger
 
 	mu     sync.Mutex
 	layers []*forward.DownTrack // by source layer index
+}
+
+// sender is the outgoing half shared by media and DataChannel streams: a
+// bounded frame queue drained by writeLoop onto the connection.
+type sender struct {
+	conn net.Conn
+	out  chan *[]byte
+	once sync.Once
+	done chan struct{}
 
 	dropped atomic.Uint64
+}
+
+func newSender(conn net.Conn) sender {
+	return sender{conn: conn, out: make(chan *[]byte, outQueue), done: make(chan struct{})}
 }
 
 var framePool = sync.Pool{New: func() any { b := make([]byte, 0, 1500); return &b }}
@@ -190,9 +240,7 @@ func (st *source) run() {
 	for _, d := range layers {
 		d.Close()
 	}
-	st.srv.mu.Lock()
-	delete(st.srv.streams, st)
-	st.srv.mu.Unlock()
+	st.srv.remove(st)
 	if n := st.dropped.Load(); n > 0 {
 		st.log.Info("relay stream ended with dropped packets", "dropped", n)
 	}
@@ -232,7 +280,7 @@ func (st *source) addLayers(rids []string) {
 	}
 }
 
-func (st *source) sendJSON(typ byte, v any) {
+func (st *sender) sendJSON(typ byte, v any) {
 	b, err := json.Marshal(v)
 	if err != nil || len(b) > maxFrameLen {
 		return
@@ -241,7 +289,7 @@ func (st *source) sendJSON(typ byte, v any) {
 }
 
 // enqueue queues one frame; it never blocks.
-func (st *source) enqueue(typ, layer byte, payload []byte) {
+func (st *sender) enqueue(typ, layer byte, payload []byte) {
 	bp := framePool.Get().(*[]byte)
 	b := append((*bp)[:0], 0, 0, 0, 0)
 	b = append(b, payload...)
@@ -249,7 +297,7 @@ func (st *source) enqueue(typ, layer byte, payload []byte) {
 	st.push(bp, b)
 }
 
-func (st *source) push(bp *[]byte, b []byte) {
+func (st *sender) push(bp *[]byte, b []byte) {
 	*bp = b
 	select {
 	case <-st.done:
@@ -265,7 +313,7 @@ func (st *source) push(bp *[]byte, b []byte) {
 	}
 }
 
-func (st *source) writeLoop() {
+func (st *sender) writeLoop() {
 	w := bufio.NewWriterSize(st.conn, 32<<10)
 	for {
 		select {
@@ -309,7 +357,7 @@ func (st *source) readLoop() {
 	}
 }
 
-func (st *source) close() {
+func (st *sender) close() {
 	st.once.Do(func() {
 		close(st.done)
 		_ = st.conn.Close()

@@ -36,12 +36,24 @@ func (o dcOptions) init(id uint16) *webrtc.DataChannelInit {
 
 // dcPub is a channel a session publishes (location "local"). Its SFU side
 // lives on the publisher's PeerConnection.
+//
+// A dcPub with a nil s stands for a channel published on another pod of
+// the fleet: it is fed by the DataChannel relay (datachannel_fleet.go), has no SFU-side
+// channel, and serves exactly one local subscription; it is closed when
+// that subscription ends or the relay does.
 type dcPub struct {
-	s    *Session
+	s    *Session // nil for a channel relayed from another pod
+	sid  SessionID
 	name string
 	id   uint16
 	opts dcOptions
 	dc   *webrtc.DataChannel
+	// stop ends a relayed channel's subscription to the relay (nil for a
+	// local publication); called once, by close.
+	stop func()
+	// remote is a relayed channel's subscription to the relay: grant and
+	// replies go through it (nil for a local publication).
+	remote *RemoteSubscription
 
 	mu      sync.Mutex
 	subs    []*dcSub
@@ -60,8 +72,12 @@ type dcSub struct {
 	mu sync.Mutex
 	// gate is non-nil for waitForAck subscriptions; it is closed when the
 	// first message arrives. held queues publisher messages until then.
-	gate      chan struct{}
-	acked     bool
+	gate  chan struct{}
+	acked bool
+	// tap is set on the relay's subscription of a publication (no session,
+	// no channel): messages go to it instead of an endpoint.
+	tap       func(isString bool, data []byte)
+	tapLost   func() // tells the tap's pod it lost canReply
 	held      []webrtc.DataChannelMessage
 	heldBytes int
 	closed    bool
@@ -82,7 +98,9 @@ func (sub *dcSub) isClosed() bool {
 
 // onMessage fans a publisher message out to every subscriber.
 func (p *dcPub) onMessage(msg webrtc.DataChannelMessage) {
-	p.s.dc.ingress.Add(uint64(len(msg.Data)))
+	if p.s != nil { // relayed messages are not ingress: the source pod counted them
+		p.s.dc.ingress.Add(uint64(len(msg.Data)))
+	}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -101,6 +119,11 @@ func (sub *dcSub) deliver(msg webrtc.DataChannelMessage) {
 	sub.mu.Lock()
 	if sub.closed {
 		sub.mu.Unlock()
+		return
+	}
+	if sub.tap != nil {
+		sub.mu.Unlock()
+		sub.tap(msg.IsString, msg.Data)
 		return
 	}
 	if sub.gate != nil && !sub.acked {
@@ -161,8 +184,12 @@ func (sub *dcSub) onMessage(msg webrtc.DataChannelMessage) {
 	p.mu.Lock()
 	ok := !p.closed && p.replier == sub
 	p.mu.Unlock()
-	if ok {
+	switch {
+	case !ok:
+	case p.s != nil:
 		send(p.s, p.dc, msg)
+	case p.remote != nil:
+		p.remote.Reply(msg.IsString, msg.Data)
 	}
 }
 
@@ -191,15 +218,20 @@ func (p *dcPub) close(closeOwn bool) bool {
 	subs := p.subs
 	p.subs, p.replier = nil, nil
 	p.mu.Unlock()
-	p.s.dc.mu.Lock()
-	if p.s.dc.pubs[p.name] == p {
-		delete(p.s.dc.pubs, p.name)
+	if p.s != nil {
+		p.s.dc.mu.Lock()
+		if p.s.dc.pubs[p.name] == p {
+			delete(p.s.dc.pubs, p.name)
+		}
+		p.s.dc.mu.Unlock()
 	}
-	p.s.dc.mu.Unlock()
+	if p.stop != nil {
+		p.stop()
+	}
 	for _, sub := range subs {
 		sub.close(true)
 	}
-	if closeOwn {
+	if closeOwn && p.dc != nil {
 		_ = p.dc.Close()
 	}
 	return true
@@ -228,8 +260,13 @@ func (sub *dcSub) close(closeOwn bool) bool {
 	if p.replier == sub {
 		p.replier = nil
 	}
+	// A relayed channel serves one subscription: it ends with it.
+	orphan := p.s == nil && len(p.subs) == 0
 	p.mu.Unlock()
-	if closeOwn {
+	if orphan {
+		p.close(false)
+	}
+	if closeOwn && sub.dc != nil {
 		_ = sub.dc.Close()
 	}
 	return true

@@ -313,7 +313,7 @@ func (s *Session) publishDataChannel(pc *webrtc.PeerConnection, it DataChannelOb
 		s.log.Warn("cannot create datachannel", "datachannel", it.DataChannelName, "id", id, "err", err)
 		return dcItemErr(res, CodeInternal, "Backend error")
 	}
-	p := &dcPub{s: s, name: it.DataChannelName, id: id, opts: opts, dc: dc}
+	p := &dcPub{s: s, sid: s.ID, name: it.DataChannelName, id: id, opts: opts, dc: dc}
 	dc.OnMessage(p.onMessage)
 	dc.OnClose(func() { p.close(false) })
 	s.dc.mu.Lock()
@@ -353,21 +353,31 @@ func (s *Session) liveSub(sid SessionID, name string) *dcSub {
 	s.dc.mu.Lock()
 	defer s.dc.mu.Unlock()
 	for _, e := range s.dc.entries {
-		if e.sub != nil && e.sub.pub.s.ID == sid && e.sub.pub.name == name && e.live() {
+		if e.sub != nil && e.sub.pub.sid == sid && e.sub.pub.name == name && e.live() {
 			return e.sub
 		}
 	}
 	return nil
 }
 
-func (s *Session) subscribeDataChannel(pc *webrtc.PeerConnection, it DataChannelObject) DataChannelResult {
-	res := DataChannelResult{Location: LocationRemote, SessionID: it.SessionID, DataChannelName: it.DataChannelName}
+func (s *Session) subscribeDataChannel(pc *webrtc.PeerConnection, it DataChannelObject) (res DataChannelResult) {
+	res = DataChannelResult{Location: LocationRemote, SessionID: it.SessionID, DataChannelName: it.DataChannelName}
 	p := s.lookupDCPub(SessionID(it.SessionID), it.DataChannelName)
 	if p == nil {
-		return dcItemErr(res, CodeNotFoundTrack, descDCNotFound)
+		p = s.m.remoteDCPub(s.App, SessionID(it.SessionID), it.DataChannelName)
+		if p == nil {
+			return dcItemErr(res, CodeNotFoundTrack, descDCNotFound)
+		}
+		// A relayed publication serves this subscription only: it ends
+		// here if the subscription is not made.
+		defer func() {
+			if res.ErrorCode != "" {
+				p.close(false)
+			}
+		}()
 	}
-	if s.liveSub(p.s.ID, p.name) != nil {
-		return dcItemErr(res, CodeRepeatedLocalTrack, fmt.Sprintf("This session already subscribes to %q of session %s", p.name, p.s.ID))
+	if s.liveSub(p.sid, p.name) != nil {
+		return dcItemErr(res, CodeRepeatedLocalTrack, fmt.Sprintf("This session already subscribes to %q of session %s", p.name, p.sid))
 	}
 	opts := optionsOf(it, &p.opts)
 	s.dc.mu.Lock()
@@ -402,15 +412,27 @@ func (s *Session) subscribeDataChannel(pc *webrtc.PeerConnection, it DataChannel
 		return dcItemErr(res, CodeNotFoundTrack, descDCNotFound)
 	}
 	p.subs = append(p.subs, sub)
-	if it.CanReply != nil && *it.CanReply {
-		p.replier = sub
+	var notify func()
+	grant := it.CanReply != nil && *it.CanReply
+	if grant {
+		if p.s != nil {
+			notify = p.grantLocked(sub)
+		} else {
+			p.replier = sub
+		}
 		res.CanReply = boolPtr(true)
 	}
 	p.mu.Unlock()
+	if notify != nil {
+		notify()
+	}
+	if grant && p.remote != nil {
+		p.remote.Grant(true)
+	}
 	if sub.gate != nil {
 		go sub.awaitAck(DefaultAckTimeout)
 	}
-	s.log.Debug("datachannel subscribed", "datachannel", p.name, "publisher", string(p.s.ID), "id", id)
+	s.log.Debug("datachannel subscribed", "datachannel", p.name, "publisher", string(p.sid), "id", id)
 	res.ID = u16(id)
 	return res
 }
@@ -442,16 +464,31 @@ func (s *Session) UpdateDataChannels(req DataChannelsRequest, lim Limits) (*Data
 		}
 		p := sub.pub
 		p.mu.Lock()
+		var notify func()
+		// A relayed channel (p.s nil) asks the publisher's pod too.
+		remoteGrant := (*bool)(nil)
 		if it.CanReply != nil {
 			switch {
-			case *it.CanReply:
+			case *it.CanReply && p.s == nil:
 				p.replier = sub
+				remoteGrant = boolPtr(true)
+			case *it.CanReply:
+				notify = p.grantLocked(sub)
 			case p.replier == sub:
 				p.replier = nil
+				if p.s == nil {
+					remoteGrant = boolPtr(false)
+				}
 			}
 		}
 		holds := p.replier == sub
 		p.mu.Unlock()
+		if notify != nil {
+			notify()
+		}
+		if remoteGrant != nil && p.remote != nil {
+			p.remote.Grant(*remoteGrant)
+		}
 		res.ID, res.CanReply = u16(sub.id), boolPtr(holds)
 		resp.DataChannels = append(resp.DataChannels, res)
 	}
@@ -505,7 +542,7 @@ func (s *Session) closeDataChannel(it DataChannelObject) DataChannelResult {
 		if !found.sub.close(true) {
 			return fail()
 		}
-		return DataChannelResult{Location: LocationRemote, SessionID: string(found.sub.pub.s.ID),
+		return DataChannelResult{Location: LocationRemote, SessionID: string(found.sub.pub.sid),
 			DataChannelName: found.sub.pub.name, ID: u16(found.sub.id)}
 	}
 	return fail()

@@ -27,7 +27,8 @@ import (
 // subscribers' channels are then closed too (the endpoints see onclose)
 // and stay listed as inactive. A subscription ends on datachannels/close,
 // when the endpoint closes it, when its waitForAck gate expires, or when
-// either session closes.
+// either session closes. A subscription to a channel of a session on
+// another fleet pod is the same, fed by the relay (datachannel_fleet.go).
 //
 // Locks: dcState.mu guards one session's channel table; dcPub.mu guards a
 // publication's subscriber list and reply grant; dcSub.mu guards one
@@ -143,7 +144,7 @@ func (s *Session) dataChannelStates() []DataChannelState {
 		if st == StatusActive && gated {
 			st = StatusInitializing
 		}
-		out = append(out, DataChannelState{Location: LocationRemote, SessionID: string(sub.pub.s.ID),
+		out = append(out, DataChannelState{Location: LocationRemote, SessionID: string(sub.pub.sid),
 			DataChannelName: sub.pub.name, ID: sub.id, Status: st})
 	}
 	return out

@@ -36,6 +36,10 @@ type Config struct {
 	// on this node (fleet relay, sfu/relay); it returns the local fan-out
 	// track or ErrSessionGone.
 	RemoteTrack func(app AppID, sid SessionID, name TrackName) (*forward.Track, error)
+	// RemoteDataChannel, if set, is asked for a DataChannel whose session
+	// is not on this node (fleet relay); it returns the relay's local end
+	// or an error when the channel is not published there.
+	RemoteDataChannel func(app AppID, sid SessionID, name string) (*RemoteDataChannel, error)
 }
 
 // Manager owns the sessions of one SFU node.

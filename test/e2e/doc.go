@@ -13,6 +13,15 @@
 // Subdirectories: browser launches chromium with the test flags;
 // capture-offers regenerates the Chrome SDP fixtures in sfu/testdata.
 //
-// This package imports no Switchboard package except its own helpers: it
-// sees the product only through its command line, HTTP and the browser.
+// The fleet tests run several `switchboard sfu` processes: fleet_test.go
+// from a hand-written configuration with static peers (no control plane),
+// fleet_envtest_test.go from the pod template and configuration the
+// operator (`switchboard manager`) rendered on an envtest API server, the
+// test standing in for the StatefulSet controller, the kubelet and DNS.
+//
+// The product is driven only through its command line, HTTP, the
+// Kubernetes API and the browser; Switchboard packages are imported for
+// their API types, names and wire formats (api/v1alpha1, sfu/config,
+// controllers/render names, hub paths),
+// never to call into a running component.
 package e2e

@@ -222,6 +222,11 @@ func e2ePayload(n uint32) []byte {
 	return b
 }
 
+// TestFleetProcessesPullAcrossPodsAndForwardCalls runs a fleet the way it
+// runs outside Kubernetes: one hand-written config file with static peers,
+// no manager and no hub, each pod's ordinal from --pod-ordinal. The fleet
+// the operator renders is tested in fleet_envtest_test.go; this test keeps
+// the mode without a control plane honest.
 func TestFleetProcessesPullAcrossPodsAndForwardCalls(t *testing.T) {
 	procs := startFleet(t, 3)
 	a, b, c := procs[0], procs[1], procs[2]

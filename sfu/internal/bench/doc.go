@@ -11,6 +11,10 @@
 //     the latency floor.
 //   - sessions: closed-loop sessions/new + tracks/new with a real Chrome
 //     offer, at a given concurrency.
+//   - relay: two SFU processes in one fleet; the same publisher's track to
+//     N subscribers on its own pod, then on the other pod through the
+//     pod-to-pod relay: CPU per forwarded packet of both processes and the
+//     latency each case adds.
 //
 // It only ever talks to 127.0.0.1. It owns no production code and must not
 // be imported; it imports sfu/config and sfu/session for the wire types and

@@ -278,8 +278,9 @@ func publishThroughSFU(ctx context.Context, api *webrtc.API, c *apiClient, f fan
 }
 
 type subscriber struct {
-	pc   *webrtc.PeerConnection
-	last atomic.Int64
+	pc       *webrtc.PeerConnection
+	last     atomic.Int64
+	sid, mid string // the subscriber's session and the mid of its pull
 }
 
 // addSubscribers pulls the publisher's track into n new sessions.
@@ -335,6 +336,10 @@ func subscribe(ctx context.Context, api *webrtc.API, c *apiClient, pubSID string
 	}
 	if !resp.RequiresImmediateRenegotiation || resp.SessionDescription == nil || resp.SessionDescription.Type != "offer" {
 		return s, fmt.Errorf("pull: expected an SFU offer, got %+v", resp)
+	}
+	s.sid = sid
+	if len(resp.Tracks) == 1 {
+		s.mid = resp.Tracks[0].Mid
 	}
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: resp.SessionDescription.SDP}); err != nil {
 		return s, err

@@ -29,7 +29,7 @@ const (
 	benchSecret = "switchboard-bench-secret-0123456789abcdef"
 )
 
-var errUsage = errors.New("usage: bench fanout|sessions [flags]")
+var errUsage = errors.New("usage: bench fanout|sessions|relay [flags]")
 
 func main() {
 	if err := run(os.Args[1:]); err != nil {
@@ -47,6 +47,8 @@ func run(args []string) error {
 		return runFanOut(args[1:])
 	case "sessions":
 		return runSessions(args[1:])
+	case "relay":
+		return runRelay(args[1:])
 	}
 	return errUsage
 }
@@ -102,6 +104,16 @@ func freePort(network string) (int, error) {
 }
 
 func startServer(f serverFlags) (*server, error) {
+	tcp, err := freePort("tcp")
+	if err != nil {
+		return nil, err
+	}
+	return startServerWith(f, tcp, nil)
+}
+
+// startServerWith starts the SFU on API port tcp; mutate, if set, edits
+// its config and returns extra command-line arguments.
+func startServerWith(f serverFlags, tcp int, mutate func(*config.Pod) []string) (*server, error) {
 	dir, err := os.MkdirTemp("", "switchboard-bench-")
 	if err != nil {
 		return nil, err
@@ -110,15 +122,15 @@ func startServer(f serverFlags) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	tcp, err := freePort("tcp")
-	if err != nil {
-		return nil, err
-	}
 	cfg := config.Pod{Version: "bench", Pool: "bench/bench",
 		Media: config.Media{Exposure: config.ExposureDirect, UDPPort: udp},
 		Apps: []config.App{{ID: benchApp, Name: "bench/bench", SecretSHA256: secretHash(),
 			// The load generator is one client IP; lift the per-IP quota.
 			RateLimit: config.RateLimit{AuthenticatedPerSecond: 1000000, UnauthenticatedPerSecond: 10}}}}
+	var extra []string
+	if mutate != nil {
+		extra = mutate(&cfg)
+	}
 	raw, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
 		return nil, err
@@ -133,6 +145,7 @@ func startServer(f serverFlags) (*server, error) {
 	}
 	argv := []string{f.binary, "sfu", "-config", cfgPath, "-listen", fmt.Sprintf("127.0.0.1:%d", tcp),
 		"-advertise", "127.0.0.1", "-log-level", "warn"}
+	argv = append(argv, extra...)
 	if f.cpu != "" {
 		if ts, err := exec.LookPath("taskset"); err == nil {
 			argv = append([]string{ts, "-c", f.cpu}, argv...)
