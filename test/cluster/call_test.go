@@ -66,6 +66,9 @@ func TestCallThroughTheFleetSurvivesScaleDown(t *testing.T) {
 	tm.begin(t, "settle: SFU pods Ready for 6 s")
 	settle(t, e, 6*time.Second)
 
+	tm.begin(t, "TURN credentials and a relay allocation")
+	checkTURN(t, e, api.base, app.Status.CredentialsSecretName)
+
 	tm.begin(t, "publish through the API Service")
 	pub := newPublisher(t)
 	connected := make(chan struct{})
