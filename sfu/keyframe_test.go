@@ -35,6 +35,21 @@ func (f *firstPacket) get() (connectedAt, at time.Time, pkt *rtp.Packet) {
 // subscriber to ask.
 func TestLateSubscriberFirstFrameIsAKeyframe(t *testing.T) {
 	e := newEnv(t, envOpt{})
+	lateSubscriberGetsKeyframe(t, e, e)
+}
+
+// TestLateSubscriberOnAnotherPodFirstFrameIsAKeyframe is the same through a
+// relay: the subscriber's pod opens the relay stream when it pulls, before
+// the subscriber is connected.
+func TestLateSubscriberOnAnotherPodFirstFrameIsAKeyframe(t *testing.T) {
+	pods := newFleet(t, 2, false)
+	lateSubscriberGetsKeyframe(t, pods[0], pods[1])
+}
+
+// lateSubscriberGetsKeyframe publishes on e, subscribes a second later on
+// subE and checks the subscriber's first packet.
+func lateSubscriberGetsKeyframe(t *testing.T, e, subE *env) {
+	t.Helper()
 	pub := newPeer(t)
 	_, senders := pub.addTrack(webrtc.RTPCodecTypeVideo, "late-video", webrtc.RTPTransceiverDirectionSendonly)
 	senders[0].keyOnly.Store(false)
@@ -82,15 +97,15 @@ func TestLateSubscriberFirstFrameIsAKeyframe(t *testing.T) {
 			}
 		}()
 	})
-	subSID := e.newSession(appA, secretA)
-	pull := e.tracksNew(appA, secretA, subSID, session.TracksRequest{Tracks: []session.TrackObject{
+	subSID := subE.newSession(appA, secretA)
+	pull := subE.tracksNew(appA, secretA, subSID, session.TracksRequest{Tracks: []session.TrackObject{
 		{Location: "remote", SessionID: pubSID, TrackName: "late-video"},
 	}})
 	if len(pull.Tracks) != 1 || pull.Tracks[0].ErrorCode != "" || pull.SessionDescription == nil {
 		t.Fatalf("pull: %+v", pull)
 	}
 	answer := sub.answer(pull.SessionDescription)
-	if st, raw := e.call("PUT", apiPath(appA, subSID, "/renegotiate"), secretA, map[string]any{"sessionDescription": answer}, nil); st != http.StatusOK {
+	if st, raw := subE.call("PUT", apiPath(appA, subSID, "/renegotiate"), secretA, map[string]any{"sessionDescription": answer}, nil); st != http.StatusOK {
 		t.Fatalf("renegotiate: %d %s", st, raw)
 	}
 	sub.waitConnected()

@@ -13,6 +13,12 @@ import (
 	"github.com/pion/webrtc/v4"
 )
 
+// keyframeRetry spaces the keyframe requests of a down track waiting for
+// one. It is just over the publisher-side debounce: a request swallowed by
+// another's (a second subscriber's, or across pods the relay's own request
+// made when the stream opened) is repeated as soon as it can pass.
+const keyframeRetry = keyframeDebounce + 100*time.Millisecond
+
 // ErrNoCodec is returned by Bind when the subscriber negotiated no codec
 // the down track can send.
 var ErrNoCodec = errors.New("no matching codec negotiated")
@@ -376,7 +382,7 @@ func (d *DownTrack) forward(idx int, in *rtp.Header, payload []byte, keyframe bo
 		d.seen = g
 		d.cur = -1
 		d.resync = true
-		d.waitReq = now - int64(time.Second) - 1
+		d.waitReq = now - int64(keyframeRetry) - 1
 	}
 	if idx != d.cur {
 		if idx != d.target {
@@ -385,7 +391,7 @@ func (d *DownTrack) forward(idx int, in *rtp.Header, payload []byte, keyframe bo
 		}
 		if d.family.gated() && !keyframe {
 			// Keep asking while we wait to switch.
-			if now-d.waitReq > int64(time.Second) {
+			if now-d.waitReq > int64(keyframeRetry) {
 				d.waitReq = now
 				src := d.src
 				d.mu.Unlock()
