@@ -90,6 +90,10 @@ type podView struct {
 	PodStatus
 	egressTotal int64
 	at          time.Time
+	// final is the pod's latest final report with the sessions it still
+	// had (PodStatus zeroes them), kept across the pod's later boots so the
+	// end of a drain can be told after a pod of the same name started.
+	final *PodStatus
 }
 
 // NewLedger returns an empty, not yet ready Ledger.
@@ -233,7 +237,7 @@ func (l *Ledger) apply(r usage.Report) (ApplyResult, []string, error) {
 	key := bootKey{r.Pod, r.BootID}
 	res := ApplyResult{Duplicate: true}
 	var podEgress int64
-	var podSessions, podTracks int64
+	var podSessions, podTracks, finalSessions int64
 	for _, ar := range r.Apps {
 		a, ok := l.apps[ar.App]
 		if !ok {
@@ -245,6 +249,8 @@ func (l *Ledger) apply(r usage.Report) (ApplyResult, []string, error) {
 		if !r.Final {
 			podSessions += ar.Sessions
 			podTracks += ar.Tracks
+		} else {
+			finalSessions += ar.Sessions
 		}
 		added, dup := l.applyCounters(a, key, r, c, now)
 		res.Added += added
@@ -254,7 +260,7 @@ func (l *Ledger) apply(r usage.Report) (ApplyResult, []string, error) {
 			changed = append(changed, ar.App)
 		}
 	}
-	l.notePod(r, podEgress, podSessions, podTracks, now)
+	l.notePod(r, podEgress, podSessions, podTracks, finalSessions, now)
 	return res, changed, nil
 }
 
@@ -402,7 +408,7 @@ func (l *Ledger) rollover(a *appLedger, now time.Time) {
 	a.version++
 }
 
-func (l *Ledger) notePod(r usage.Report, egress, sessions, tracks int64, now time.Time) {
+func (l *Ledger) notePod(r usage.Report, egress, sessions, tracks, finalSessions int64, now time.Time) {
 	p, ok := l.pods[r.Pod]
 	if ok && p.BootID == r.BootID && r.Seq <= uint64(p.Seq) {
 		return
@@ -416,6 +422,14 @@ func (l *Ledger) notePod(r usage.Report, egress, sessions, tracks int64, now tim
 		if dt := now.Sub(p.at).Seconds(); dt > 0 && egress >= p.egressTotal {
 			next.EgressBytesPerSecond = int64(float64(egress-p.egressTotal) / dt)
 		}
+	}
+	if ok {
+		next.final = p.final
+	}
+	if r.Final {
+		f := next.PodStatus
+		f.Sessions = finalSessions
+		next.final = &f
 	}
 	l.pods[r.Pod] = next
 	// Forget pods silent for the watermark TTL.
@@ -467,6 +481,20 @@ func (l *Ledger) Pods(pool string) []PodStatus {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Pod < out[j].Pod })
 	return out
+}
+
+// LastFinal returns the latest final report pod of pool sent (a graceful
+// stop), with the sessions it still had then, which Pods shows as 0. It is
+// kept across the pod's later boots until the pod is forgotten, so a newer
+// boot's reports do not hide how the previous one ended.
+func (l *Ledger) LastFinal(pool, pod string) (PodStatus, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	p, ok := l.pods[pod]
+	if !ok || p.final == nil || p.final.Pool != pool {
+		return PodStatus{}, false
+	}
+	return *p.final, true
 }
 
 // Usage is an app's usage as CallsApp status shows it.

@@ -278,9 +278,15 @@ func TestSilentPublisherOnAnotherPodGoesInactiveAfterTrackTimeout(t *testing.T) 
 	b.clock.Advance(2 * time.Second)
 	a.srv.Sweep()
 	b.srv.Sweep()
-	waitFor(t, 10*time.Second, "pull on B inactive after the track timeout", func() bool {
-		return trackStatus(b.state(appA, secretA, sidB), "remote", "1") == session.StatusInactive
-	})
+	// B's clock stands still, so its per-session window (50 calls/s) never
+	// rolls over: poll at most 40 times in the 10 s.
+	deadline := time.Now().Add(10 * time.Second)
+	for trackStatus(b.state(appA, secretA, sidB), "remote", "1") != session.StatusInactive {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out after 10s waiting for the pull on B to go inactive after the track timeout")
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 	waitFor(t, 10*time.Second, "relays torn down on B", func() bool {
 		_, receiving := b.srv.RelayStreams()
 		return receiving == 0

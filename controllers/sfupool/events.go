@@ -28,7 +28,7 @@ const (
 // new status is stored, so a failed write, retried, does not record twice,
 // and a restarted operator, which reads the stored status, does not record
 // again. A nil Recorder records nothing.
-func (r *Reconciler) recordTransitions(before, after *v1alpha1.SFUPool, now time.Time) {
+func (r *Reconciler) recordTransitions(before, after *v1alpha1.SFUPool, s *scope) {
 	if r.Recorder == nil {
 		return
 	}
@@ -45,15 +45,17 @@ func (r *Reconciler) recordTransitions(before, after *v1alpha1.SFUPool, now time
 	if isTrue(newR) && !isTrue(oldR) {
 		r.Recorder.Eventf(after, nil, corev1.EventTypeNormal, EventReady, "Reconcile", "%s", newR.Message)
 	}
-	r.recordDrains(before, after, now)
+	r.recordDrains(before, after, s)
 }
 
 // recordDrains records DrainStarted for each pod listed as draining now and
-// not before, and DrainFinished for each pod listed as draining before
-// that is gone or no longer draining (a pod of the same name started
-// afresh). The sessions left are the last the pod reported; the drain hit
+// not before, with the sessions of the report that said it drains, and
+// DrainFinished for each pod listed as draining before that is gone or no
+// longer draining (a pod of the same name started afresh). The sessions
+// left are those of the pod's final report when it sent one for this
+// drain (0 when they all ended), else the last it reported. The drain hit
 // its timeout when the deadline had passed by the time the end was seen.
-func (r *Reconciler) recordDrains(before, after *v1alpha1.SFUPool, now time.Time) {
+func (r *Reconciler) recordDrains(before, after *v1alpha1.SFUPool, s *scope) {
 	was := map[string]v1alpha1.PoolPod{}
 	for _, p := range before.Status.Pods {
 		if p.Draining {
@@ -75,17 +77,21 @@ func (r *Reconciler) recordDrains(before, after *v1alpha1.SFUPool, now time.Time
 		if _, ok := was[p.Name]; !ok {
 			continue
 		}
-		timedOut := p.DrainDeadline != nil && !now.Before(p.DrainDeadline.Time)
+		left := p.Sessions
+		if f, ok := finalOf(s, p.Name, p.DrainDeadline); ok {
+			left = f.Sessions
+		}
+		timedOut := p.DrainDeadline != nil && !s.now.Before(p.DrainDeadline.Time)
 		how := "its sessions ended before the drain timeout"
 		eventType := corev1.EventTypeNormal
 		if timedOut {
 			how = "the drain timeout was reached"
-			if p.Sessions > 0 {
+			if left > 0 {
 				eventType = corev1.EventTypeWarning
 			}
 		}
 		r.Recorder.Eventf(after, nil, eventType, EventDrainFinished, "Drain",
-			"pod %s finished draining with %d sessions left (last reported): %s", p.Name, p.Sessions, how)
+			"pod %s finished draining with %d sessions left (last reported): %s", p.Name, left, how)
 	}
 }
 

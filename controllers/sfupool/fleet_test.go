@@ -252,8 +252,9 @@ func recorded(e eventsv1.Event) int {
 
 // A pod that drains shows in status with its remaining sessions and
 // deadline from its reports; DrainStarted and DrainFinished are recorded
-// once each, across an operator restart too, and a drain that runs into
-// its deadline says so.
+// once each, across an operator restart too, with the sessions of the
+// report that said the pod drains and of its final report (not an older
+// count in status), and a drain that runs into its deadline says so.
 func TestDrainingPodsShowInStatusWithEventsOnceEach(t *testing.T) {
 	ctx := context.Background()
 	ns := env.Namespace(t)
@@ -297,21 +298,25 @@ func TestDrainingPodsShowInStatusWithEventsOnceEach(t *testing.T) {
 		}
 		return nil
 	})
-	waitPoolEvent(t, ns, "demo", corev1.EventTypeNormal, sfupool.EventDrainStarted)
+	testenv.Eventually(t, "DrainStarted for pod 0 with the sessions of its draining report", func() error {
+		return eventNote(ctx, ns, sfupool.EventDrainStarted, "demo-sfu-0",
+			"Normal: pod demo-sfu-0 started draining with 2 sessions; it takes no new ones and stops by "+deadline.Format(time.RFC3339))
+	})
 	// The operator restarts mid-drain: the stored status says the drain
 	// started already, so the new manager does not record it again.
 	stop()
 	startManager(t, ns, controllers.Options{Reports: pods.ledger})
 
-	// Its sessions end; the status follows (the pool is polled while a pod
-	// drains); then it stops.
-	pods.report("demo-sfu-0", 0, func(r *usage.Report) { r.Draining, r.DrainDeadline = true, &deadline })
-	testenv.Eventually(t, "pod 0's sessions reach 0 in status", func() error {
+	// One session ends; the status follows (the pool is polled while a pod
+	// drains). Then the last one ends and the pod stops at once: its final
+	// report, with 0 sessions, comes before any status shows 0.
+	pods.report("demo-sfu-0", 1, func(r *usage.Report) { r.Draining, r.DrainDeadline = true, &deadline })
+	testenv.Eventually(t, "pod 0's sessions reach 1 in status", func() error {
 		pp, _, err := poolPod(ctx, ns, "demo-sfu-0")
 		if err != nil {
 			return err
 		}
-		if pp.Sessions != 0 {
+		if pp.Sessions != 1 {
 			return fmt.Errorf("pod 0 sessions %d", pp.Sessions)
 		}
 		return nil
@@ -320,61 +325,43 @@ func TestDrainingPodsShowInStatusWithEventsOnceEach(t *testing.T) {
 	if err := env.Client.Delete(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "demo-sfu-0", Namespace: ns}}, client.GracePeriodSeconds(0)); err != nil {
 		t.Fatal(err)
 	}
-	testenv.Eventually(t, "DrainFinished for pod 0", func() error {
-		evs, err := poolEvents(ctx, ns, sfupool.EventDrainFinished)
-		if err != nil {
-			return err
-		}
-		n, notes := eventsAbout(evs, "demo-sfu-0")
-		if n == 0 {
-			return fmt.Errorf("none yet")
-		}
-		if !strings.Contains(notes[0], "Normal: pod demo-sfu-0 finished draining with 0 sessions left") ||
-			!strings.Contains(notes[0], "ended before the drain timeout") {
-			return fmt.Errorf("unexpected: %q", notes[0])
-		}
-		return nil
+	testenv.Eventually(t, "DrainFinished for pod 0 with the sessions of its final report", func() error {
+		return eventNote(ctx, ns, sfupool.EventDrainFinished, "demo-sfu-0",
+			"Normal: pod demo-sfu-0 finished draining with 0 sessions left (last reported): its sessions ended before the drain timeout")
 	})
 
-	// Pod 1 drains into its deadline (2 s away) with 4 sessions.
-	short := time.Now().Add(2 * time.Second).UTC().Truncate(time.Second).Add(time.Second)
-	pods.report("demo-sfu-1", 4, func(r *usage.Report) { r.Draining, r.DrainDeadline = true, &short })
+	// Pod 1 is deleted while its last report (before its session came)
+	// says 0 sessions; it reports draining, 1 session left and a deadline
+	// 2 s away, only after the operator has seen the deletion.
+	pods.report("demo-sfu-1", 0)
 	if err := env.Client.Delete(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "demo-sfu-1", Namespace: ns}}); err != nil {
 		t.Fatal(err)
 	}
-	testenv.Eventually(t, "DrainStarted for pod 1 with its sessions and deadline", func() error {
-		evs, err := poolEvents(ctx, ns, sfupool.EventDrainStarted)
+	testenv.Eventually(t, "pod 1 not ready once deleted", func() error {
+		pp, _, err := poolPod(ctx, ns, "demo-sfu-1")
 		if err != nil {
 			return err
 		}
-		n, notes := eventsAbout(evs, "demo-sfu-1")
-		if n == 0 {
-			return fmt.Errorf("none yet")
-		}
-		want := "pod demo-sfu-1 started draining with 4 sessions; it takes no new ones and stops by " + short.Format(time.RFC3339)
-		if !strings.Contains(notes[0], want) {
-			return fmt.Errorf("note %q, want %q", notes[0], want)
+		if pp.Ready {
+			return fmt.Errorf("pod 1 %+v", pp)
 		}
 		return nil
 	})
+	short := time.Now().Add(2 * time.Second).UTC().Truncate(time.Second).Add(time.Second)
+	pods.report("demo-sfu-1", 1, func(r *usage.Report) { r.Draining, r.DrainDeadline = true, &short })
+	testenv.Eventually(t, "DrainStarted for pod 1 with the sessions and deadline of its draining report", func() error {
+		return eventNote(ctx, ns, sfupool.EventDrainStarted, "demo-sfu-1",
+			"Normal: pod demo-sfu-1 started draining with 1 sessions; it takes no new ones and stops by "+short.Format(time.RFC3339))
+	})
+	// The deadline cuts its session off: its final report says 1 left.
 	time.Sleep(time.Until(short) + 100*time.Millisecond)
+	pods.report("demo-sfu-1", 1, func(r *usage.Report) { r.Final, r.Draining, r.DrainDeadline = true, true, &short })
 	if err := env.Client.Delete(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "demo-sfu-1", Namespace: ns}}, client.GracePeriodSeconds(0)); err != nil {
 		t.Fatal(err)
 	}
 	testenv.Eventually(t, "DrainFinished for pod 1 at its timeout", func() error {
-		evs, err := poolEvents(ctx, ns, sfupool.EventDrainFinished)
-		if err != nil {
-			return err
-		}
-		n, notes := eventsAbout(evs, "demo-sfu-1")
-		if n == 0 {
-			return fmt.Errorf("none yet")
-		}
-		if !strings.Contains(notes[0], "Warning: pod demo-sfu-1 finished draining with 4 sessions left") ||
-			!strings.Contains(notes[0], "drain timeout was reached") {
-			return fmt.Errorf("unexpected: %q", notes[0])
-		}
-		return nil
+		return eventNote(ctx, ns, sfupool.EventDrainFinished, "demo-sfu-1",
+			"Warning: pod demo-sfu-1 finished draining with 1 sessions left (last reported): the drain timeout was reached")
 	})
 
 	// Exactly once each, even after more reconciles (drain polling, pod
@@ -393,4 +380,21 @@ func TestDrainingPodsShowInStatusWithEventsOnceEach(t *testing.T) {
 			}
 		}
 	}
+}
+
+// eventNote checks that the pool's first Event of reason about pod says
+// exactly want.
+func eventNote(ctx context.Context, ns, reason, pod, want string) error {
+	evs, err := poolEvents(ctx, ns, reason)
+	if err != nil {
+		return err
+	}
+	n, notes := eventsAbout(evs, pod)
+	if n == 0 {
+		return fmt.Errorf("no %s Event for %s yet", reason, pod)
+	}
+	if notes[0] != want {
+		return fmt.Errorf("%s note %q, want %q", reason, notes[0], want)
+	}
+	return nil
 }

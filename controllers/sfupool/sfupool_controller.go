@@ -68,9 +68,11 @@ type Reconciler struct {
 }
 
 // PodReports gives the pods of a pool ("namespace/name") as their latest
-// usage reports show them; *hub.Ledger implements it.
+// usage reports show them, and a pod's latest final report with the
+// sessions it still had when it stopped; *hub.Ledger implements it.
 type PodReports interface {
 	Pods(pool string) []hub.PodStatus
+	LastFinal(pool, pod string) (hub.PodStatus, bool)
 }
 
 // DefaultLoadInterval is how often a load-driven pool is sampled.
@@ -130,6 +132,9 @@ type scope struct {
 	// reports are the SFU pods' latest usage reports by pod name. Set by
 	// reconcileWorkload.
 	reports map[string]hub.PodStatus
+	// finals are the latest final reports of the SFU pods listed in the
+	// stored status or found now, by pod name. Set by reconcileWorkload.
+	finals map[string]hub.PodStatus
 	// replicas and ordinalStart are the SFU StatefulSet's scale to apply
 	// (replicas nil: keep what the rendering has). Set by reconcileScale.
 	replicas     *int32
@@ -185,7 +190,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 			}
 			return
 		}
-		r.recordTransitions(before, pool, s.now)
+		r.recordTransitions(before, pool, s)
 	}()
 
 	for _, phase := range []func(context.Context, *scope) error{

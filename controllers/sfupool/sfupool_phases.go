@@ -206,6 +206,29 @@ func (r *Reconciler) reconcileWorkload(ctx context.Context, s *scope) error {
 				s.reports[p.Pod] = p
 			}
 		}
+		s.finals = finalReports(r.Reports, s)
 	}
 	return nil
+}
+
+// finalReports looks up the final reports of the pods in the stored status
+// (those whose drain may have ended since) and of the pods found now.
+func finalReports(reports PodReports, s *scope) map[string]hub.PodStatus {
+	pool := s.pool.Namespace + "/" + s.pool.Name
+	out := map[string]hub.PodStatus{}
+	look := func(name string) {
+		if _, done := out[name]; done {
+			return
+		}
+		if f, ok := reports.LastFinal(pool, name); ok {
+			out[name] = f
+		}
+	}
+	for _, p := range s.pool.Status.Pods {
+		look(p.Name)
+	}
+	for i := range s.pods {
+		look(s.pods[i].Name)
+	}
+	return out
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/switchboard-rtc/switchboard/api/v1alpha1"
 	"github.com/switchboard-rtc/switchboard/controllers/render"
+	"github.com/switchboard-rtc/switchboard/hub"
 )
 
 // setStatus fills the status the pool controller owns from the scope.
@@ -58,12 +59,16 @@ func desiredReplicas(s *scope) int32 {
 	return ptr.Deref(s.pool.Spec.Replicas, v1alpha1.DefaultSFUReplicas)
 }
 
-// podStatus lists the SFU pods with their load and drain state. A
-// draining pod's load comes from its latest report (kept from the old
-// status when it stopped reporting, so a finished drain still shows what it
-// left); other pods keep the load in status. A pod drains when it is being deleted or says
-// so in its report; its deadline is the one it reported, else the end of
-// its grace period less the margin the operator adds to the drain timeout.
+// podStatus lists the SFU pods with their load and drain state. A pod
+// that reports drains from the report that says so (sent at once on
+// SIGTERM), so the status, and the DrainStarted Event, show the sessions
+// that report counted rather than those of an earlier one; a pod without a
+// live report (none yet, stale, or stopped) drains from its deletion. A
+// draining pod's load comes from its latest report, or once it stopped
+// from its final report (0 sessions when they all ended); other pods keep
+// the load in status. Its deadline is the one it reported, else the end
+// of its grace period less the margin the operator adds to the drain
+// timeout.
 func podStatus(s *scope, old []v1alpha1.PoolPod) (ready, draining int32, pods []v1alpha1.PoolPod) {
 	prev := make(map[string]v1alpha1.PoolPod, len(old))
 	for _, p := range old {
@@ -74,25 +79,34 @@ func podStatus(s *scope, old []v1alpha1.PoolPod) (ready, draining int32, pods []
 		pod := &s.pods[i]
 		rep, hasRep := s.reports[pod.Name]
 		live := hasRep && !rep.Stale && !rep.Stopped
+		deleting := !pod.DeletionTimestamp.IsZero()
 		pp := v1alpha1.PoolPod{
 			Name:     pod.Name,
 			PodIP:    pod.Status.PodIP,
-			Draining: !pod.DeletionTimestamp.IsZero() || (live && rep.Draining),
+			Draining: (live && rep.Draining) || (deleting && !live),
 		}
-		pp.Ready = !pp.Draining && podReady(pod)
+		pp.Ready = !deleting && !pp.Draining && podReady(pod)
 		pp.MediaAddress = pod.Status.PodIP
 		if hostNet {
 			pp.MediaAddress = pod.Status.HostIP
 		}
 		o, hadPrev := prev[pod.Name]
+		var oldDeadline *metav1.Time
+		if hadPrev && o.Draining {
+			oldDeadline = o.DrainDeadline
+		}
+		final, hasFinal := finalOf(s, pod.Name, oldDeadline)
 		// The load of a draining pod (its remaining sessions) comes
-		// straight from its report; other pods' load is written by the
+		// straight from its reports; other pods' load is written by the
 		// hub's throttled status writer (controllers/metering), so periodic
 		// reconciles of load-driven pools do not rewrite status each time.
 		switch {
 		case live && pp.Draining:
 			pp.Sessions, pp.Tracks, pp.EgressBytesPerSecond = rep.Sessions, rep.Tracks, rep.EgressBytesPerSecond
 			pp.ConfigVersion = rep.ConfigVersion
+		case pp.Draining && hasRep && rep.Stopped && hasFinal:
+			pp.Sessions, pp.Tracks, pp.EgressBytesPerSecond = final.Sessions, 0, 0
+			pp.ConfigVersion = final.ConfigVersion
 		case hadPrev:
 			pp.Sessions, pp.Tracks, pp.EgressBytesPerSecond = o.Sessions, o.Tracks, o.EgressBytesPerSecond
 		}
@@ -118,6 +132,21 @@ func podStatus(s *scope, old []v1alpha1.PoolPod) (ready, draining int32, pods []
 		pods = append(pods, pp)
 	}
 	return ready, draining, pods
+}
+
+// finalOf returns the final report of pod that ended the drain with
+// deadline (nil: not known): one that said draining, and, when both
+// deadlines are known, with the same deadline, so the final report of an
+// earlier boot's drain is not taken for this one's.
+func finalOf(s *scope, pod string, deadline *metav1.Time) (hub.PodStatus, bool) {
+	f, ok := s.finals[pod]
+	if !ok || !f.Draining {
+		return hub.PodStatus{}, false
+	}
+	if deadline != nil && f.DrainDeadline != nil && !f.DrainDeadline.UTC().Truncate(time.Second).Equal(deadline.Time) {
+		return hub.PodStatus{}, false
+	}
+	return f, true
 }
 
 func podReady(p *corev1.Pod) bool {

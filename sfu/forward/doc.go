@@ -3,6 +3,9 @@
 // get, rewrites SSRC, payload type, sequence numbers and timestamps so a down
 // track stays continuous across layer and source switches, and turns
 // subscriber PLI/FIR into debounced keyframe requests toward the publisher.
+// A down track behind a closed Gate (its subscriber's transport is not up)
+// forwards nothing, so it never starts on a keyframe the subscriber cannot
+// receive; when the gate opens it asks for a keyframe and starts on it.
 //
 // The per-packet path (Track.Ingest to DownTrack.forward to the Pion
 // writer) allocates nothing; BenchmarkFanOut proves it with -benchmem.

@@ -13,6 +13,12 @@ import (
 	"github.com/pion/webrtc/v4"
 )
 
+// keyframeRetry spaces the keyframe requests of a down track waiting for
+// one. It is just over the publisher-side debounce: a request swallowed by
+// another's (a second subscriber's, or across pods the relay's own request
+// made when the stream opened) is repeated as soon as it can pass.
+const keyframeRetry = keyframeDebounce + 100*time.Millisecond
+
 // ErrNoCodec is returned by Bind when the subscriber negotiated no codec
 // the down track can send.
 var ErrNoCodec = errors.New("no matching codec negotiated")
@@ -70,6 +76,8 @@ type DownTrack struct {
 	hdr        rtp.Header
 	closed     bool
 	gen        uint32 // bumped on every source change
+	gate       *Gate  // nil: the writer can always send
+	seen       uint32 // gate state when the last packet was forwarded
 	sent       *sentLog
 	rtxBuf     []byte
 	rtxHdr     rtp.Header
@@ -83,8 +91,24 @@ type DownTrack struct {
 // takes the first codec of kind the subscriber negotiated.
 func NewDownTrack(id, streamID string, kind webrtc.RTPCodecType, codec webrtc.RTPCodecCapability) *DownTrack {
 	return &DownTrack{id: id, streamID: streamID, kind: kind, want: codec, cur: -1, target: -1,
-		hdr: rtp.Header{Version: 2, Extensions: make([]rtp.Extension, 0, 4)}}
+		seen: (*Gate)(nil).load(), hdr: rtp.Header{Version: 2, Extensions: make([]rtp.Extension, 0, 4)}}
 }
+
+// SetGate makes the down track forward only while g is open (see Gate).
+// Call it before Bind and SetSource; the session passes the gate of the
+// subscriber's PeerConnection.
+func (d *DownTrack) SetGate(g *Gate) {
+	d.mu.Lock()
+	d.gate = g
+	d.seen = 1 // open with no openings: a state a gate never has
+	d.mu.Unlock()
+}
+
+// canSend reports whether a keyframe requested now could reach the
+// subscriber; requests made while the gate is closed would only be
+// answered into the void and then hold back, through the debounce, the
+// request made when it opens. d.mu must be held.
+func (d *DownTrack) canSend() bool { return d.gate.load()&1 == 1 }
 
 // ID implements webrtc.TrackLocal.
 func (d *DownTrack) ID() string { return d.id }
@@ -129,10 +153,13 @@ func (d *DownTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 	d.writer = ctx.WriteStream()
 	d.resync = true
 	src := d.src
+	ask := d.canSend()
 	d.mu.Unlock()
 	if src != nil {
 		d.pickLayer()
-		src.RequestKeyframe(-1)
+		if ask {
+			src.RequestKeyframe(-1)
+		}
 	}
 	return *chosen, nil
 }
@@ -185,6 +212,7 @@ func (d *DownTrack) SetSource(src *Track) error {
 	d.cur, d.target = -1, -1
 	d.resync = true
 	d.gen++
+	ask := d.canSend()
 	d.mu.Unlock()
 	if old != nil && old != src {
 		old.detach(d)
@@ -199,7 +227,9 @@ func (d *DownTrack) SetSource(src *Track) error {
 		return err
 	}
 	d.pickLayer()
-	src.RequestKeyframe(-1)
+	if ask {
+		src.RequestKeyframe(-1)
+	}
 	return nil
 }
 
@@ -271,8 +301,9 @@ func (d *DownTrack) pickLayer() {
 	changed := target != d.target
 	d.target = target
 	cur := d.cur
+	ask := d.canSend()
 	d.mu.Unlock()
-	if changed && target >= 0 && target != cur {
+	if changed && ask && target >= 0 && target != cur {
 		src.RequestKeyframe(target)
 	}
 }
@@ -339,6 +370,20 @@ func (d *DownTrack) forward(idx int, in *rtp.Header, payload []byte, keyframe bo
 		d.mu.Unlock()
 		return false
 	}
+	if g := d.gate.load(); g != d.seen {
+		if g&1 == 0 {
+			// The transport is not up: a write would be dropped, and a
+			// keyframe "sent" now would leave the subscriber with deltas.
+			d.mu.Unlock()
+			return false
+		}
+		// First packet since the transport came up: start over from a
+		// keyframe, asked for below without waiting out waitReq.
+		d.seen = g
+		d.cur = -1
+		d.resync = true
+		d.waitReq = now - int64(keyframeRetry) - 1
+	}
 	if idx != d.cur {
 		if idx != d.target {
 			d.mu.Unlock()
@@ -346,7 +391,7 @@ func (d *DownTrack) forward(idx int, in *rtp.Header, payload []byte, keyframe bo
 		}
 		if d.family.gated() && !keyframe {
 			// Keep asking while we wait to switch.
-			if now-d.waitReq > int64(time.Second) {
+			if now-d.waitReq > int64(keyframeRetry) {
 				d.waitReq = now
 				src := d.src
 				d.mu.Unlock()

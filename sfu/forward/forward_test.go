@@ -199,8 +199,14 @@ func TestForwardingAllocatesNothing(t *testing.T) {
 func fanOut(t testing.TB, n int) (*Track, []byte) {
 	tr := NewTrack(TrackConfig{ID: "bench", Kind: webrtc.RTPCodecTypeVideo, Codec: vp8})
 	tr.EnsureLayer("")
+	gate := &Gate{} // as in a session: every down track behind an open gate
+	gate.SetOpen(true)
 	for i := 0; i < n; i++ {
-		d := bound(t, &captureWriter{}, uint32(1000+i))
+		d := NewDownTrack("t", "s", webrtc.RTPCodecTypeVideo, vp8)
+		d.SetGate(gate)
+		if _, err := d.Bind(&fakeCtx{ssrc: webrtc.SSRC(1000 + i), w: &captureWriter{}, codecs: []webrtc.RTPCodecParameters{{RTPCodecCapability: vp8, PayloadType: 120}}}); err != nil {
+			t.Fatal(err)
+		}
 		if err := d.SetSource(tr); err != nil {
 			t.Fatal(err)
 		}

@@ -47,6 +47,9 @@ type Session struct {
 	closed        bool
 	done          chan struct{}
 	remote        netip.AddrPort // client address told to OnRemoteAddr
+	// gate is open while the PeerConnection is connected; the session's
+	// down tracks forward only then (see forward.Gate).
+	gate forward.Gate
 
 	dc dcState // DataChannels (datachannels.go)
 }
@@ -186,11 +189,13 @@ func (s *Session) onConnectionState(pc *webrtc.PeerConnection) {
 		}
 		s.everConnected = true
 		s.lostAt = time.Time{}
+		s.gate.SetOpen(true)
 	case webrtc.PeerConnectionStateDisconnected, webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
 		if s.connected {
 			s.connected = false
 			s.connCh = make(chan struct{})
 		}
+		s.gate.SetOpen(false)
 		if s.lostAt.IsZero() {
 			s.lostAt = now
 		}

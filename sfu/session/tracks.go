@@ -229,7 +229,7 @@ func (s *Session) publishOffered(pc *webrtc.PeerConnection, secs []transport.Med
 	pub := &publication{s: s, name: name, mid: it.Mid, kind: sec.Kind, tr: tr,
 		track: s.newTrack(name, sec.Kind, webrtc.RTPCodecCapability{}, sec.Rids)}
 	if it.BidirectionalMediaStream && sec.Direction == webrtc.RTPTransceiverDirectionSendrecv {
-		dt := forward.NewDownTrack(it.TrackName, string(s.ID), sec.Kind, webrtc.RTPCodecCapability{})
+		dt := s.newDownTrack(it.TrackName, string(s.ID), sec.Kind, webrtc.RTPCodecCapability{})
 		if err := s.attachSender(pc, tr, dt); err != nil {
 			return itemErr(res, CodeInternal, "Backend error"), nil
 		}
@@ -240,6 +240,15 @@ func (s *Session) publishOffered(pc *webrtc.PeerConnection, secs []transport.Med
 	s.locals = append(s.locals, pub)
 	s.mu.Unlock()
 	return res, pub
+}
+
+// newDownTrack makes a down track that forwards only while this session's
+// PeerConnection is connected, so it starts on a keyframe the subscriber
+// actually receives.
+func (s *Session) newDownTrack(id, streamID string, kind webrtc.RTPCodecType, codec webrtc.RTPCodecCapability) *forward.DownTrack {
+	dt := forward.NewDownTrack(id, streamID, kind, codec)
+	dt.SetGate(&s.gate)
+	return dt
 }
 
 // attachSender makes tr send dt (tr came from a remote offer).
@@ -285,7 +294,7 @@ func (s *Session) pullIntoOffer(pc *webrtc.PeerConnection, secs []transport.Medi
 		if tr == nil || tr.Sender() != nil {
 			continue
 		}
-		dt := forward.NewDownTrack(it.TrackName, it.SessionID, kind, codec)
+		dt := s.newDownTrack(it.TrackName, it.SessionID, kind, codec)
 		if err := s.attachSender(pc, tr, dt); err != nil {
 			return itemErr(res, CodeInternal, "Backend error"), nil
 		}
@@ -360,7 +369,7 @@ func (s *Session) withSFUOffer(req TracksRequest, local bool) (*TracksResponse, 
 			pub := &publication{s: s, name: name, kind: kind, track: s.newTrack(name, kind, webrtc.RTPCodecCapability{}, nil)}
 			var tr *webrtc.RTPTransceiver
 			if it.BidirectionalMediaStream {
-				dt := forward.NewDownTrack(it.TrackName, string(s.ID), kind, webrtc.RTPCodecCapability{})
+				dt := s.newDownTrack(it.TrackName, string(s.ID), kind, webrtc.RTPCodecCapability{})
 				tr, err = pc.AddTransceiverFromTrack(dt, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendrecv})
 				if err == nil {
 					go dt.ServeRTCP(tr.Sender())
@@ -387,7 +396,7 @@ func (s *Session) withSFUOffer(req TracksRequest, local bool) (*TracksResponse, 
 			resp.Tracks[i] = s.pullOntoBidi(it, pub)
 			continue
 		}
-		dt := forward.NewDownTrack(it.TrackName, it.SessionID, pub.kind, pub.track.Codec())
+		dt := s.newDownTrack(it.TrackName, it.SessionID, pub.kind, pub.track.Codec())
 		tr, err := pc.AddTransceiverFromTrack(dt, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
 		if err != nil {
 			resp.Tracks[i] = itemErr(res, CodeInternal, "Backend error")
