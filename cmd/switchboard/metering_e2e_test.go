@@ -144,7 +144,10 @@ func TestKubectlGetCallsAppsShowsSessionsAndEgressFromARunningSFU(t *testing.T) 
 		}
 	}()
 
-	pool := &v1alpha1.SFUPool{ObjectMeta: metav1.ObjectMeta{Name: "demo", Namespace: "default"}}
+	// A short drain: the test ends with a client still connected, and the
+	// SFU would otherwise keep its session for the default 5 minutes.
+	pool := &v1alpha1.SFUPool{ObjectMeta: metav1.ObjectMeta{Name: "demo", Namespace: "default"},
+		Spec: v1alpha1.SFUPoolSpec{DrainTimeout: &metav1.Duration{Duration: time.Second}}}
 	if err := c.Create(ctx, pool); err != nil {
 		t.Fatal(err)
 	}
