@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -377,18 +376,13 @@ func (f *RevocationFollower) followHub(ctx context.Context) {
 }
 
 func (f *RevocationFollower) poll(ctx context.Context) error {
-	q := url.Values{"pool": {f.o.Pool}, "wait": {fmt.Sprint(int(f.o.Wait / time.Second))}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet,
-		strings.TrimSuffix(f.o.HubURL, "/")+RevocationsPath+"?"+q.Encode(), nil)
+	f.mu.Lock()
+	etag := f.etag
+	f.mu.Unlock()
+	req, err := longPoll(ctx, f.o.HubURL, RevocationsPath, f.o.Pool, f.o.Wait, f.o.Token, etag)
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+f.o.Token)
-	f.mu.Lock()
-	if f.etag != "" {
-		req.Header.Set("If-None-Match", f.etag)
-	}
-	f.mu.Unlock()
 	resp, err := f.o.Client.Do(req)
 	if err != nil {
 		return err

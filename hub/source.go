@@ -251,18 +251,13 @@ func (s *Source) followHub(ctx context.Context) {
 }
 
 func (s *Source) pollHub(ctx context.Context) error {
-	q := url.Values{"pool": {s.o.Pool}, "wait": {fmt.Sprint(int(s.o.Wait / time.Second))}}
-	u := strings.TrimSuffix(s.o.HubURL, "/") + ConfigPath + "?" + q.Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	s.mu.Lock()
+	etag := s.etag
+	s.mu.Unlock()
+	req, err := longPoll(ctx, s.o.HubURL, ConfigPath, s.o.Pool, s.o.Wait, s.o.Token, etag)
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+s.o.Token)
-	s.mu.Lock()
-	if s.etag != "" {
-		req.Header.Set("If-None-Match", s.etag)
-	}
-	s.mu.Unlock()
 	resp, err := s.o.Client.Do(req)
 	if err != nil {
 		return err
@@ -281,7 +276,7 @@ func (s *Source) pollHub(ctx context.Context) error {
 	if err := json.NewDecoder(io.LimitReader(resp.Body, MaxReportBytes)).Decode(&doc); err != nil {
 		return fmt.Errorf("config hub: decode: %w", err)
 	}
-	etag := resp.Header.Get("ETag")
+	etag = resp.Header.Get("ETag")
 	if doc.Config == nil {
 		return fmt.Errorf("config hub: %w: empty config", config.ErrInvalid)
 	}
@@ -309,4 +304,19 @@ func (s *Source) pollHub(ctx context.Context) error {
 	}
 	s.apply(doc.Config, doc.ReadyReplicas, FromHub)
 	return nil
+}
+
+// longPoll builds a hub long-poll GET of path for pool: the hub answers 304
+// when its ETag still equals etag after up to wait, else 200 with the body.
+func longPoll(ctx context.Context, hubURL, path, pool string, wait time.Duration, token, etag string) (*http.Request, error) {
+	q := url.Values{"pool": {pool}, "wait": {fmt.Sprint(int(wait / time.Second))}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(hubURL, "/")+path+"?"+q.Encode(), nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	if etag != "" {
+		req.Header.Set("If-None-Match", etag)
+	}
+	return req, nil
 }
