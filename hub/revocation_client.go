@@ -358,21 +358,9 @@ func (f *RevocationFollower) checkFile() {
 }
 
 func (f *RevocationFollower) followHub(ctx context.Context) {
-	for ctx.Err() == nil {
-		err := f.poll(ctx)
-		if err == nil {
-			continue
-		}
-		if ctx.Err() != nil {
-			return
-		}
+	followLongPoll(ctx, f.o.Retry, f.poll, func(err error) {
 		f.o.Logger.Debug("turn revocations poll failed", "pool", f.o.Pool, "err", err)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(f.o.Retry):
-		}
-	}
+	})
 }
 
 func (f *RevocationFollower) poll(ctx context.Context) error {

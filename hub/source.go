@@ -232,20 +232,28 @@ func (s *Source) setHubOK(ok bool) {
 }
 
 func (s *Source) followHub(ctx context.Context) {
+	followLongPoll(ctx, s.o.Retry, s.pollHub, func(err error) {
+		s.setHubOK(false)
+		s.o.Logger.Debug("config hub poll failed", "pool", s.o.Pool, "err", err)
+	})
+}
+
+// followLongPoll runs poll until ctx ends: again at once after an answer,
+// after retry when it failed (failed is told why first).
+func followLongPoll(ctx context.Context, retry time.Duration, poll func(context.Context) error, failed func(error)) {
 	for ctx.Err() == nil {
-		err := s.pollHub(ctx)
+		err := poll(ctx)
 		if err == nil {
 			continue
 		}
 		if ctx.Err() != nil {
 			return
 		}
-		s.setHubOK(false)
-		s.o.Logger.Debug("config hub poll failed", "pool", s.o.Pool, "err", err)
+		failed(err)
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(s.o.Retry):
+		case <-time.After(retry):
 		}
 	}
 }
