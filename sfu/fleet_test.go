@@ -28,6 +28,21 @@ const fleetToken = "fleet-token-for-tests-0123456789"
 // sfu/placement_test.go tests placement.
 func newFleet(t *testing.T, n int, fakeClock bool) []*env {
 	t.Helper()
+	return startFleet(t, n, fleetOptions{fakeClock: fakeClock, poll: -1})
+}
+
+// fleetOptions vary the pods startFleet starts.
+type fleetOptions struct {
+	// fakeClock gives every pod its own fake clock and no background sweep.
+	fakeClock bool
+	// poll is sfu.Options.PlacementPoll (negative: no peer polling).
+	poll time.Duration
+	// mut adjusts each pod's config.
+	mut func(*config.Pod)
+}
+
+func startFleet(t *testing.T, n int, o fleetOptions) []*env {
+	t.Helper()
 	lns := make([]net.Listener, n)
 	peers := make([]config.FleetPeer, n)
 	for i := range lns {
@@ -42,10 +57,13 @@ func newFleet(t *testing.T, n int, fakeClock bool) []*env {
 	for i := range envs {
 		cfg := testConfig()
 		cfg.Fleet = &config.Fleet{Token: fleetToken, Peers: peers}
+		if o.mut != nil {
+			o.mut(cfg)
+		}
 		e := &env{t: t}
 		opts := sfu.Options{Config: cfg, UDPAddr: "127.0.0.1:0", AdvertiseIPs: []string{"127.0.0.1"},
-			Logger: testLogger(), PodOrdinal: i, PlacementPoll: -1}
-		if fakeClock {
+			Logger: testLogger(), PodOrdinal: i, PlacementPoll: o.poll}
+		if o.fakeClock {
 			e.clock = clock.NewFake(time.Date(2026, 11, 23, 20, 0, 0, 0, time.UTC))
 			opts.Clock = e.clock
 			opts.SweepEvery = -1

@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -20,41 +18,7 @@ import (
 // that poll each other's load every poll; mut adjusts each pod's config.
 func newPlacementFleet(t *testing.T, n int, poll time.Duration, mut func(*config.Pod)) []*env {
 	t.Helper()
-	lns := make([]net.Listener, n)
-	peers := make([]config.FleetPeer, n)
-	for i := range lns {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns[i] = ln
-		peers[i] = config.FleetPeer{Ordinal: i, Address: ln.Addr().String()}
-	}
-	envs := make([]*env, n)
-	for i := range envs {
-		cfg := testConfig()
-		cfg.Fleet = &config.Fleet{Token: fleetToken, Peers: peers}
-		if mut != nil {
-			mut(cfg)
-		}
-		srv, err := sfu.New(sfu.Options{Config: cfg, UDPAddr: "127.0.0.1:0", AdvertiseIPs: []string{"127.0.0.1"},
-			Logger: testLogger(), PodOrdinal: i, PlacementPoll: poll})
-		if err != nil {
-			t.Fatalf("sfu.New: %v", err)
-		}
-		e := &env{t: t, srv: srv, http: httptest.NewUnstartedServer(srv.Handler())}
-		_ = e.http.Listener.Close()
-		e.http.Listener = lns[i]
-		e.http.Start()
-		t.Cleanup(func() {
-			e.http.Close()
-			if err := srv.Close(); err != nil {
-				t.Errorf("close server %d: %v", i, err)
-			}
-		})
-		envs[i] = e
-	}
-	return envs
+	return startFleet(t, n, fleetOptions{poll: poll, mut: mut})
 }
 
 // postNewSession sends sessions/new to a pod as a client would (pinned:
