@@ -158,3 +158,19 @@ func comparableForm(o client.Object) (map[string]any, error) {
 	}
 	return m, nil
 }
+
+// Status writes obj's status, changed from before (a copy taken when the
+// reconcile read it), as a merge patch with the optimistic lock: a write
+// from a stale view fails instead of overwriting what another writer (pod
+// reports through the hub) put there. An object deleted meanwhile is not
+// an error. conflict tells the caller to reconcile again on a fresh view.
+func Status(ctx context.Context, c client.Client, obj, before client.Object) (conflict bool, err error) {
+	err = c.Status().Patch(ctx, obj, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
+	switch {
+	case err == nil, apierrors.IsNotFound(err):
+		return false, nil
+	case apierrors.IsConflict(err):
+		return true, err
+	}
+	return false, err
+}

@@ -9,7 +9,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -24,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/switchboard-rtc/switchboard/api/v1alpha1"
+	"github.com/switchboard-rtc/switchboard/controllers/apply"
 	"github.com/switchboard-rtc/switchboard/controllers/index"
 	"github.com/switchboard-rtc/switchboard/controllers/render"
 )
@@ -101,13 +101,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (res 
 		if equality.Semantic.DeepEqual(before.Status, app.Status) {
 			return
 		}
-		// The optimistic lock makes a write from a stale view fail instead
-		// of overwriting what another writer (pod reports) put there.
-		if err := r.Client.Status().Patch(ctx, app, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
-			if apierrors.IsNotFound(err) {
-				return
-			}
-			if apierrors.IsConflict(err) && reterr == nil {
+		if conflict, err := apply.Status(ctx, r.Client, app, before); err != nil {
+			if conflict && reterr == nil {
 				logger.V(1).Info("status changed meanwhile; reconciling again", "callsapp", req.NamespacedName)
 				res = reconcile.Result{RequeueAfter: conflictRequeue}
 				return

@@ -6,12 +6,10 @@ import (
 	"fmt"
 
 	"k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-
 	"k8s.io/utils/ptr"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/switchboard-rtc/switchboard/api/v1alpha1"
+	"github.com/switchboard-rtc/switchboard/controllers/apply"
 	"github.com/switchboard-rtc/switchboard/hub"
 )
 
@@ -66,8 +64,8 @@ func (m *Metering) writePoolStatuses(ctx context.Context, force bool) {
 		// The optimistic lock keeps a stale cached pod list (the SFUPool
 		// controller's) from being written back over a newer one; a
 		// conflict is retried on the next tick.
-		if err := m.c.Status().Patch(ctx, pool, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
-			if !apierrors.IsConflict(err) {
+		if conflict, err := apply.Status(ctx, m.c, pool, before); err != nil {
+			if !conflict {
 				m.log.Error(err, "write pool load", "sfupool", pool.Namespace+"/"+pool.Name)
 			}
 			continue

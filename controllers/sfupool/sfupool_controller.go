@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/switchboard-rtc/switchboard/api/v1alpha1"
+	"github.com/switchboard-rtc/switchboard/controllers/apply"
 	"github.com/switchboard-rtc/switchboard/controllers/autoscale"
 	"github.com/switchboard-rtc/switchboard/controllers/render"
 	"github.com/switchboard-rtc/switchboard/hub"
@@ -173,13 +174,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 		if equality.Semantic.DeepEqual(before.Status, pool.Status) {
 			return
 		}
-		// The optimistic lock makes a write from a stale view fail instead
-		// of overwriting what another writer (pod reports) put there.
-		if err := r.Client.Status().Patch(ctx, pool, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
-			if apierrors.IsNotFound(err) {
-				return
-			}
-			if apierrors.IsConflict(err) && reterr == nil {
+		if conflict, err := apply.Status(ctx, r.Client, pool, before); err != nil {
+			if conflict && reterr == nil {
 				logger.V(1).Info("status changed meanwhile; reconciling again", "sfupool", req.NamespacedName)
 				res = ctrl.Result{RequeueAfter: conflictRequeue}
 				return
